@@ -1,0 +1,32 @@
+# Quick start: `make repro` (set up, run the pipeline on the embedded synthetic default)
+# and `make test` (set up, run the tests). Both are idempotent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup repro test bench clean-venv
+
+setup: $(STAMP)
+
+# Reinstall only when the dependency list changes. The project is installed editable so
+# DVC's code dependencies are the files in this tree.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_similarity.py
+	$(BIN)/python benchmarks/bench_evaluation.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Data: sources and download, the synthetic generator, SCAN's files, vocabulary, HDF5, batches."""

@@ -1,0 +1,1 @@
+"""Encoding, block-wise scoring, rank metrics and the evaluation protocols."""

@@ -1,0 +1,134 @@
+"""Typed, validated parameters: one pydantic model per section of ``params.yaml``.
+
+Every stage reads the whole file through :func:`load_params`, so a typo or a bad value is
+reported once, as one line naming the file and the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hsc.errors import HscError
+
+DATASETS = ("synthetic", "f30k_precomp", "coco_precomp")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DownloadParams(Section):
+    """Where the raw SCAN-layout files come from (ignored for ``synthetic``)."""
+
+    mirror: Optional[str] = None  # http(s)://, file:// URL, local zip or SCAN-layout directory
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(5, ge=0)
+
+
+class SyntheticParams(Section):
+    """Knobs of the generated SCAN-layout dataset (the embedded default)."""
+
+    seed: int = 0
+    n_train: int = Field(2000, ge=10)
+    n_dev: int = Field(250, ge=5)
+    n_test: int = Field(250, ge=5)
+    regions: int = Field(16, ge=4)  # regions per image (SCAN: 36)
+    feat_dim: int = Field(256, ge=16)  # region feature size (SCAN: 2048)
+    n_objects: int = Field(40, ge=4)  # object categories
+    n_attributes: int = Field(16, ge=2)
+    n_relations: int = Field(10, ge=2)
+    min_objects: int = Field(2, ge=1)
+    max_objects: int = Field(4, ge=1)
+    regions_per_object: int = Field(2, ge=1)
+    noise: float = Field(0.35, ge=0)  # std of region noise relative to concept signal
+    hard_negative_rate: float = Field(0.3, ge=0, le=1)  # share of images made as a near-twin of another
+
+
+class PrepareParams(Section):
+    """Vocabulary and HDF5 conversion."""
+
+    vocab: str = "build"  # "build" from train+dev, or a path to a released SCAN vocab JSON
+    min_count: int = Field(4, ge=1)
+    dev_images: Optional[int] = Field(1000, ge=1)  # original loader's cut of dev; null keeps all
+    feature_dtype: Literal["float32", "float16"] = "float32"
+
+
+class ModelParams(Section):
+    """Architecture; ``name`` picks a variant and null fields take that variant's default."""
+
+    name: Literal["hsc", "saf", "sgr"] = "hsc"
+    embed_size: int = Field(1024, ge=8)
+    word_dim: int = Field(300, ge=8)
+    sim_dim: int = Field(256, ge=8)
+    graph_blocks: Optional[int] = Field(None, ge=0)  # region-graph blocks (hsc: 4, saf/sgr: 0)
+    graph_heads: int = Field(4, ge=1)
+    text_attn_layers: Optional[int] = Field(None, ge=0)  # text self-attention (hsc: 4, saf/sgr: 0)
+    text_attn_padding: Literal["masked", "faithful"] = "masked"
+    head: Optional[Literal["saf", "sgr"]] = None  # similarity head (hsc: saf)
+    sgr_steps: int = Field(3, ge=1)
+    bi_gru: bool = True
+    embed_dropout: float = Field(0.4, ge=0, lt=1)
+    head_dropout: float = Field(0.4, ge=0, lt=1)
+    attn_lambda: float = Field(9.0, gt=0)
+
+
+class TrainParams(Section):
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    lr_update: int = Field(20, ge=1)  # lr x 0.1 every this many epochs
+    margin: float = Field(0.2, ge=0)
+    max_violation: bool = True  # hardest negative (VSE++) vs. sum over negatives
+    grad_clip: float = Field(2.0, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    seed: int = 0
+    val_every_steps: int = Field(0, ge=0)  # 0: validate at the end of each epoch only
+    workers: int = Field(0, ge=0)
+
+
+class EvaluateParams(Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    encode_batch: int = Field(128, ge=1)
+    img_block: int = Field(128, ge=1)  # images x captions scored at once
+    cap_block: int = Field(256, ge=1)
+    save_sims: bool = False
+
+
+class Params(Section):
+    dataset: Literal["synthetic", "f30k_precomp", "coco_precomp"] = "synthetic"
+    download: DownloadParams = DownloadParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; any problem becomes one :class:`HscError` line."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise HscError(f"{path}: no such params file; run from the project root or pass --params") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise HscError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise HscError(f"{path}: expected a mapping of sections at the top level")
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in err["loc"])
+        raise HscError(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})") from None

@@ -1,0 +1,1 @@
+"""Commands beside the pipeline stages: `hsc metrics`, `hsc import`, `hsc preset`."""
