@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# DVC stages call the `hsc` entry point: put the environment's bin first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro test bench ci-baseline clean-venv
 
 setup: $(STAMP)
 
@@ -13,7 +15,6 @@ setup: $(STAMP)
 # DVC's code dependencies are the files in this tree.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -24,9 +25,14 @@ repro: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Re-measure the CI regression baseline (.ci/baseline.json) after a deliberate change.
+ci-baseline: setup
+	bash .ci/pipeline-check --update
+
 bench: setup
 	$(BIN)/python benchmarks/bench_similarity.py
 	$(BIN)/python benchmarks/bench_evaluation.py
+	$(BIN)/python benchmarks/bench_prepare.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +30,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden sibling directory to fill; it replaces ``path`` only if the block succeeds.
+
+    Staging directories left by killed runs are removed first; an existing ``path`` is kept
+    until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        remove(stale)
+    staging = temp_path_for(path)
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old.tmp")
+            os.replace(path, old)
+            os.replace(staging, path)
+            remove(old)
+        else:
+            os.replace(staging, path)
+    finally:
+        remove(staging)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -33,6 +33,9 @@ app.command("preset")(preset.preset)
 
 def run_app(typer_app: typer.Typer) -> None:
     """Run a Typer app; a user error becomes one ``error:`` line and exit status 2."""
+    # Line-buffered so progress lines reach logs (DVC, CI) as they happen, not at exit.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         typer_app(standalone_mode=False)
     except HscError as exc:

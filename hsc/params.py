@@ -45,7 +45,8 @@ class SyntheticParams(Section):
     max_objects: int = Field(4, ge=1)
     regions_per_object: int = Field(2, ge=1)
     noise: float = Field(0.35, ge=0)  # std of region noise relative to concept signal
-    hard_negative_rate: float = Field(0.3, ge=0, le=1)  # share of images made as a near-twin of another
+    # Share of images made as a near-twin of another image of their split (each twin needs its own original).
+    hard_negative_rate: float = Field(0.3, ge=0, le=0.5)
 
 
 class PrepareParams(Section):
@@ -89,6 +90,7 @@ class TrainParams(Section):
     seed: int = 0
     val_every_steps: int = Field(0, ge=0)  # 0: validate at the end of each epoch only
     workers: int = Field(0, ge=0)
+    init: Optional[str] = None  # hsc checkpoint to fine-tune from (e.g. made by `hsc import`)
 
 
 class EvaluateParams(Section):

@@ -16,3 +16,34 @@ def shared_scan() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data/scan is absent (it holds real captions for tests)")
     return SHARED_DATA
+
+
+TINY_PARAMS = {
+    "dataset": "synthetic",
+    "synthetic": {"seed": 3, "n_train": 60, "n_dev": 20, "n_test": 20, "regions": 8, "feat_dim": 32, "max_objects": 2, "regions_per_object": 1,
+                  "n_objects": 8, "n_attributes": 4, "n_relations": 3},
+    "prepare": {"min_count": 1},
+    "model": {"name": "hsc", "embed_size": 32, "word_dim": 16, "sim_dim": 16},
+    "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "lr_update": 1, "device": "cpu", "seed": 0},
+    "evaluate": {"device": "cpu", "encode_batch": 16, "img_block": 8, "cap_block": 32},
+}
+
+
+@pytest.fixture
+def tiny_params_dict() -> dict:
+    """A params mapping for a tiny synthetic run: every stage in about a second."""
+    return {section: dict(value) if isinstance(value, dict) else value for section, value in TINY_PARAMS.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """A prepared (vocab + HDF5) tiny synthetic dataset, made once per test session."""
+    from hsc.data.synthetic import generate
+    from hsc.params import Params
+    from hsc.data.prepare import prepare_dataset
+
+    params = Params.model_validate(TINY_PARAMS)
+    root = tmp_path_factory.mktemp("tiny")
+    generate(params.synthetic, root / "raw")
+    prepare_dataset(root / "raw", root / "prepared", params.dataset, params.prepare)
+    return root / "prepared"

@@ -1,0 +1,147 @@
+"""Benchmark the similarity head and a training step at the paper's sizes.
+
+Method. (1) Head: one SAF head (E 1024, S 256, R 36) in eval mode under ``no_grad``, float32,
+scores the same 128 images x 128 captions (lengths drawn uniformly from 8..16 words, about 12)
+two ways: the batched :class:`~hsc.models.heads.SimilarityEncoder` and the per-caption loop of
+:mod:`hsc.models.reference`. Runs alternate (batched, loop) ``--repeats`` times after one
+warm-up each, and the best time of each is kept, which damps noise from other processes on
+shared cores. It reports pairs/s of both, their ratio, the largest score difference, the
+arithmetic rate of the batched head (its three GEMMs: word-region scores, attended contexts,
+Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as the ceiling.
+(2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF)
+on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
+ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step; one warm-up step, then
+the mean seconds per step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import typer
+
+from hsc.atomic import write_json
+from hsc.loss import ContrastiveLoss
+from hsc.models.config import ModelConfig
+from hsc.models.layers import l2norm
+from hsc.models.reference import loop_similarity
+from hsc.models.registry import build_model
+from hsc.progress import track
+
+IMAGES = CAPTIONS = 128
+REGIONS, FEAT_DIM, EMBED, SIM_DIM, VOCAB = 36, 2048, 1024, 256, 10_000
+MIN_WORDS, MAX_WORDS = 8, 16
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    synchronise(device)
+    start = time.perf_counter()
+    fn()
+    synchronise(device)
+    return time.perf_counter() - start
+
+
+def head_flops(lengths: torch.Tensor, images: int) -> float:
+    """Multiply-adds x 2 of the batched head's GEMMs (scores, contexts, Linear(E, S)) for all pairs."""
+    words = float(lengths.sum()) * images
+    return words * (2 * REGIONS * EMBED * 2 + 2 * EMBED * SIM_DIM)
+
+
+def matmul_rate(device: torch.device) -> float:
+    """GFLOP/s of a large float32 matrix product on ``device``: the ceiling for the head."""
+    a = torch.randn(2048, 2048, device=device)
+    a @ a
+    best = min(timed(lambda: a @ a, device) for _ in range(3))
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def paper_config() -> ModelConfig:
+    return ModelConfig(name="hsc", img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB, embed_size=EMBED,
+                       sim_dim=SIM_DIM)
+
+
+def random_captions(generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.randint(MIN_WORDS, MAX_WORDS + 1, (CAPTIONS,), generator=generator)
+    tokens = torch.randint(4, VOCAB, (CAPTIONS, MAX_WORDS), generator=generator)
+    tokens[torch.arange(MAX_WORDS) >= lengths[:, None]] = 0
+    return tokens.to(device), lengths.to(device)
+
+
+def bench_head(device: torch.device, repeats: int) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    head = build_model(paper_config()).sim_enc.to(device).eval()
+    img = l2norm(torch.randn(IMAGES, REGIONS, EMBED, generator=generator)).to(device)
+    _, lengths = random_captions(generator, device)
+    cap = l2norm(torch.randn(CAPTIONS, MAX_WORDS, EMBED, generator=generator)).to(device)
+    cap = cap * (torch.arange(MAX_WORDS, device=device) < lengths[:, None]).unsqueeze(2)
+    with torch.no_grad():
+        batched_scores, loop_scores = head(img, cap, lengths), loop_similarity(head, img, cap, lengths)
+        batched, loop = [], []
+        for _ in track(range(repeats), "head: batched vs loop", unit="round"):
+            batched.append(timed(lambda: head(img, cap, lengths), device))
+            loop.append(timed(lambda: loop_similarity(head, img, cap, lengths), device))
+    pairs = IMAGES * CAPTIONS
+    return {"pairs": pairs, "mean_words": float(lengths.float().mean()),
+            "batched_pairs_per_s": pairs / min(batched), "loop_pairs_per_s": pairs / min(loop),
+            "speedup": min(loop) / min(batched),
+            "max_abs_diff": float((batched_scores - loop_scores).abs().max()),
+            "batched_gflops": head_flops(lengths, IMAGES) / min(batched) / 1e9,
+            "loop_gflops": head_flops(lengths, IMAGES) / min(loop) / 1e9,
+            "matmul_gflops": matmul_rate(device)}
+
+
+def bench_train_step(device: torch.device, steps: int) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    model = build_model(paper_config()).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    loss_fn = ContrastiveLoss(margin=0.2, max_violation=True)
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    feats = torch.randn(IMAGES, REGIONS, FEAT_DIM, generator=generator).to(device)
+    tokens, lengths = random_captions(generator, device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            loss = loss_fn(model(feats, tokens, lengths))
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+        scaler.step(optimizer)
+        scaler.update()
+
+    times = [timed(step, device) for _ in track(range(steps + 1), "training steps", unit="step")]
+    return {"train_step_s": sum(times[1:]) / steps, "train_steps": steps, "amp": amp}
+
+
+def main(device: str = typer.Option("cpu", help="cpu or cuda"),
+         repeats: int = typer.Option(3, min=1, help="timed rounds of batched vs loop"),
+         steps: int = typer.Option(2, min=1, help="timed training steps (after one warm-up)"),
+         out: Optional[Path] = typer.Option(None, help="also write the figures to this JSON file")) -> None:
+    target = torch.device(device)
+    results = {"device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+               "threads": torch.get_num_threads(), **bench_head(target, repeats), **bench_train_step(target, steps)}
+    print(f"head, {results['pairs']} pairs, {results['mean_words']:.1f} words/caption, {results['device']} "
+          f"({results['threads']} threads):")
+    print(f"  batched {results['batched_pairs_per_s']:,.0f} pairs/s ({results['batched_gflops']:.0f} GFLOP/s), "
+          f"loop {results['loop_pairs_per_s']:,.0f} pairs/s ({results['loop_gflops']:.0f} GFLOP/s), "
+          f"speedup {results['speedup']:.2f}x, max |diff| {results['max_abs_diff']:.1e}")
+    print(f"  a 2048^3 float32 matmul runs at {results['matmul_gflops']:.0f} GFLOP/s here")
+    print(f"training step (batch 128, full HSC{', AMP' if results['amp'] else ''}): "
+          f"{results['train_step_s']:.2f} s/step")
+    if out is not None:
+        write_json(out, results)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,91 @@
+"""Torch datasets over a prepared split, and the collate functions that pad captions.
+
+Every item reads only its own image from the HDF5 file, so memory grows with the batch,
+never with the dataset.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from hsc.data.store import SplitReader
+from hsc.data.vocab import PAD_ID
+
+PairItem = tuple[torch.Tensor, torch.Tensor, int, int]
+
+
+class PairBatch(NamedTuple):
+    """A training batch of image-caption pairs."""
+
+    images: torch.Tensor  # (B, R, D) float32
+    tokens: torch.Tensor  # (B, L) int64, padded with <pad> = 0
+    lengths: torch.Tensor  # (B,) int64, tokens per caption incl. <start>/<end>
+    caption_ids: torch.Tensor  # (B,) int64, caption index j in the split
+    image_ids: torch.Tensor  # (B,) int64, image index of caption j
+
+
+class PairDataset(Dataset):
+    """One item per caption: (its image's features, its ids, caption index, image index)."""
+
+    def __init__(self, reader: SplitReader) -> None:
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return self.reader.n_captions
+
+    def __getitem__(self, j: int) -> PairItem:
+        image = int(self.reader.caption_image[j])
+        features = torch.from_numpy(self.reader.features([image])[0])
+        return features, torch.from_numpy(self.reader.caption(j)), int(j), image
+
+
+class ImageDataset(Dataset):
+    """One item per image: its features (R, D) float32 (for encoding at evaluation)."""
+
+    def __init__(self, reader: SplitReader) -> None:
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return self.reader.n_images
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.reader.features([i])[0])
+
+
+class CaptionDataset(Dataset):
+    """One item per caption: its ids (for encoding at evaluation)."""
+
+    def __init__(self, reader: SplitReader) -> None:
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return self.reader.n_captions
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        return torch.from_numpy(self.reader.caption(j))
+
+
+def collate_pairs(items: Sequence[PairItem]) -> PairBatch:
+    """Stack images and pad captions of :class:`PairDataset` items."""
+    images, captions, caption_ids, image_ids = zip(*items)
+    tokens, lengths = collate_captions(captions)
+    return PairBatch(
+        images=torch.stack(images),
+        tokens=tokens,
+        lengths=lengths,
+        caption_ids=torch.tensor(caption_ids, dtype=torch.int64),
+        image_ids=torch.tensor(image_ids, dtype=torch.int64),
+    )
+
+
+def collate_captions(captions: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad with ``<pad>`` to the longest caption: (tokens (B, L) int64, lengths (B,) int64)."""
+    lengths = torch.tensor([len(caption) for caption in captions], dtype=torch.int64)
+    width = int(lengths.max()) if len(captions) else 0
+    tokens = torch.full((len(captions), width), PAD_ID, dtype=torch.int64)
+    for row, caption in enumerate(captions):
+        tokens[row, : len(caption)] = caption
+    return tokens, lengths

@@ -1,0 +1,91 @@
+"""The download stage's work: fill ``<out>`` with one dataset's raw SCAN-layout files.
+
+``<out>`` receives ``{split}_ims.npy`` and ``{split}_caps.txt`` for the dataset's splits. It is
+built in a hidden sibling directory and renamed onto ``<out>`` only when complete, so a crash
+never leaves a half-filled ``<out>`` that looks complete.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+from hsc.atomic import atomic_directory
+from hsc.data.archive import extract_dataset
+from hsc.data.fetch import BACKOFF_S, FetchError, cached_archive, link_or_copy
+from hsc.data.sources import Source, source_for
+from hsc.errors import HscError
+from hsc.params import Params
+
+
+def acquire(params: Params, out: Path, cache: Path, mirror: Optional[str] = None,
+            backoff_s: float = BACKOFF_S) -> None:
+    """Build ``out`` for ``params.dataset``: generate it, or get it from ``mirror`` (which wins),
+    ``params.download.mirror`` or the registered URL, downloading into ``cache`` if needed."""
+    source = source_for(params.dataset)
+    with atomic_directory(out) as build_dir:
+        if source.url is None:
+            _generate(params, source, build_dir)
+            return
+        location = mirror or params.download.mirror or source.url
+        if location.startswith(("http://", "https://")):
+            try:
+                archive = cached_archive(location, cache, timeout_s=params.download.timeout_s,
+                                         retries=params.download.retries, backoff_s=backoff_s)
+            except FetchError as exc:
+                raise HscError(f"{exc}; {_where_else(source, out)}") from None
+            extract_dataset(archive, source, build_dir)
+            return
+        path = _local_path(location)
+        if path.is_dir():
+            _link_from_directory(path, source, build_dir)
+        elif path.is_file():
+            extract_dataset(path, source, build_dir)
+        else:
+            raise HscError(f"mirror '{location}' (download.mirror or --mirror): no such file or directory; "
+                           f"give an http(s):// or file:// URL of SCAN's data.zip, a local zip, "
+                           f"or a directory holding data/{source.dataset}/")
+
+
+def find_dataset_dir(root: Path, source: Source) -> Path:
+    """The directory under ``root`` that holds the dataset's files: ``root/data/<name>``
+    (root holds ``data/``), ``root/<name>`` (root is ``data/``), or ``root`` itself."""
+    for candidate in (root / "data" / source.dataset, root / source.dataset):
+        if candidate.is_dir():
+            return candidate
+    if any((root / name).is_file() for name in source.files):
+        return root
+    raise HscError(f"{root}: no files of {source.dataset} (looked in data/{source.dataset}/, "
+                   f"{source.dataset}/ and the directory itself); point download.mirror or --mirror "
+                   f"at a directory laid out like SCAN's data/")
+
+
+def _link_from_directory(root: Path, source: Source, build_dir: Path) -> None:
+    found = find_dataset_dir(root, source)
+    missing = [name for name in source.files if not (found / name).is_file()]
+    if missing:
+        raise HscError(f"{found}: missing {', '.join(missing)} of {source.dataset}; "
+                       f"complete the directory or use SCAN's data.zip")
+    link_or_copy([(found / name, build_dir / name) for name in source.files])
+
+
+def _generate(params: Params, source: Source, build_dir: Path) -> None:
+    from hsc.data.synthetic import generate  # the generator pulls in numpy; only this branch needs it
+
+    generate(params.synthetic, build_dir)
+    missing = [name for name in source.files if not (build_dir / name).is_file()]
+    if missing:
+        raise HscError(f"{build_dir}: the synthetic generator did not write {', '.join(missing)}")
+
+
+def _local_path(location: str) -> Path:
+    if location.startswith("file://"):
+        return Path(urllib.request.url2pathname(urlparse(location).path))
+    return Path(location).expanduser()
+
+
+def _where_else(source: Source, out: Path) -> str:
+    return (f"set download.mirror in params.yaml (or --mirror) to a mirror URL, a local zip or a "
+            f"directory holding data/{source.dataset}/, or place the files manually under {out}")

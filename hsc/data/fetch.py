@@ -1,0 +1,243 @@
+"""Getting raw bytes onto disk: HTTP downloads into a persistent cache, and local copies.
+
+A download streams into ``<archive>.part``, resumes it with a Range request after an
+interruption, retries with exponential backoff, and is renamed to ``<archive>`` only when its
+size matches Content-Length. ``<cache>/manifest.json`` records each URL's size and sha256 on
+first success, and a later run checks the cached archive against it instead of downloading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable
+from urllib.parse import urlparse
+
+from hsc.atomic import write_json
+from hsc.errors import HscError
+from hsc.progress import bar
+
+CHUNK_BYTES = 1 << 20
+BACKOFF_S = 1.0  # first retry delay; doubles with each consecutive failure
+USER_AGENT = "hsc-download/0.1"
+MANIFEST_NAME = "manifest.json"
+
+# What a flaky or absent network raises; all of these are worth another attempt.
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+
+
+class FetchError(HscError):
+    """A URL could not be fetched; callers add where else the data can come from."""
+
+
+class _Transient(Exception):
+    """A failed attempt that a retry may fix (a 5xx answer, a short body, a restarted range)."""
+
+
+def require_free_space(directory: Path, needed: int, what: str) -> None:
+    """Fail before writing ``needed`` bytes under ``directory`` when the disk cannot hold them."""
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise HscError(f"{directory}: {what} needs {needed:,} bytes but only {free:,} are free; "
+                       f"free some space or use another directory")
+
+
+def copy_stream(source: BinaryIO, sink: BinaryIO, on_chunk: Callable[[bytes], None]) -> int:
+    """Copy ``source`` to ``sink`` in chunks, calling ``on_chunk`` after each; return the byte count."""
+    copied = 0
+    while chunk := source.read(CHUNK_BYTES):
+        sink.write(chunk)
+        on_chunk(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of ``path``, behind a byte progress bar (archives are tens of GB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source, bar(transfer=True) as progress:
+        task = progress.add_task(f"verify {path.name}", total=path.stat().st_size)
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+            progress.advance(task, len(chunk))
+    return digest.hexdigest()
+
+
+def link_or_copy(pairs: list[tuple[Path, Path]]) -> None:
+    """Hard-link each ``(source, target)``; copy (with a byte bar) where linking fails.
+
+    Linking is free on the same filesystem; across filesystems ``os.link`` fails with EXDEV.
+    """
+    to_copy = []
+    for source, target in pairs:
+        try:
+            os.link(source, target)
+        except OSError:
+            to_copy.append((source, target))
+    if not to_copy:
+        return
+    total = sum(source.stat().st_size for source, _ in to_copy)
+    require_free_space(to_copy[0][1].parent, total, f"copying {len(to_copy)} files")
+    with bar(transfer=True) as progress:
+        task = progress.add_task("copy", total=total)
+        for source, target in to_copy:
+            with source.open("rb") as src, target.open("wb") as dst:
+                copy_stream(src, dst, lambda chunk: progress.advance(task, len(chunk)))
+
+
+def archive_name(url: str) -> str:
+    """The cache file name for ``url``: its base name tagged with a hash of the whole URL,
+    so two mirrors that both serve ``data.zip`` never share (and corrupt) one cache entry."""
+    name = PurePosixPath(urlparse(url).path).name or "archive.zip"
+    tag = hashlib.sha256(url.encode()).hexdigest()[:8]
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}-{tag}{dot}{suffix}"
+
+
+def partial_path(path: Path) -> Path:
+    """Where an unfinished download of ``path`` lives (named as partial, kept for resuming)."""
+    return path.with_name(path.name + ".part")
+
+
+def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
+                   backoff_s: float = BACKOFF_S) -> Path:
+    """The archive at ``url`` in ``cache``: checked against the manifest if cached, else downloaded."""
+    path = cache / archive_name(url)
+    manifest_path = cache / MANIFEST_NAME
+    manifest = _read_manifest(manifest_path)
+    if path.exists():
+        entry = _verified_entry(path, manifest.get(url), manifest_path)
+    else:
+        digest = download(url, path, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        entry = {"size": path.stat().st_size, "sha256": digest}
+    if manifest.get(url) != entry:
+        manifest[url] = entry
+        write_json(manifest_path, manifest)
+    return path
+
+
+def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s: float = BACKOFF_S) -> str:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``) and return its sha256.
+
+    ``retries`` counts consecutive attempts that brought no new bytes: an attempt that made
+    progress resets it, since a tens-of-GB transfer over a flaky link may need many resumes.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(dest)
+    failures = attempts = 0
+    while True:
+        size_before = _size(part)
+        attempts += 1
+        try:
+            digest = _transfer(url, part, timeout_s)
+            break
+        except (_Transient, *NETWORK_ERRORS) as exc:
+            failures = 0 if _size(part) > size_before else failures + 1
+            if failures > retries:
+                raise FetchError(f"cannot download {url}: {_reason(exc)} "
+                                 f"({attempts} attempt{'s' * (attempts > 1)})") from None
+            if failures:
+                time.sleep(backoff_s * 2 ** (failures - 1))
+    os.replace(part, dest)
+    return digest
+
+
+def _transfer(url: str, part: Path, timeout_s: float) -> str:
+    """One attempt: append the rest of ``url`` to ``part`` (or restart it); return the sha256."""
+    have = _size(part)
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # the part is longer than what is served now: start over
+            part.unlink()
+            raise _Transient("HTTP 416, restarting the download") from None
+        if exc.code == 429 or exc.code >= 500:
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+        raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+    with response:
+        start = _resume_offset(response, part, have)
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        if total is not None:
+            require_free_space(part.parent, total - start, f"downloading {url}")
+        digest = _sha256_prefix(part, start)
+        with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
+            task = progress.add_task(f"download {part.stem}", total=total, completed=start)
+
+            def on_chunk(chunk: bytes) -> None:
+                digest.update(chunk)
+                progress.advance(task, len(chunk))
+
+            received = start + copy_stream(response, sink, on_chunk)
+    if total is not None and received != total:
+        raise _Transient(f"got {received:,} of {total:,} bytes (Content-Length)")
+    return digest.hexdigest()
+
+
+def _resume_offset(response: http.client.HTTPResponse, part: Path, have: int) -> int:
+    """Where the body starts: ``have`` when the server honoured our Range, else 0 (restart)."""
+    if response.status != 206:
+        return 0  # a server that ignores Range sends the whole file: rewrite the part from 0
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    if match is None or int(match.group(1)) != have:
+        part.unlink(missing_ok=True)
+        raise _Transient(f"server answered Range bytes={have}- with "
+                         f"'{response.headers.get('Content-Range')}', restarting the download")
+    return have
+
+
+def _sha256_prefix(part: Path, length: int) -> hashlib._Hash:
+    """A sha256 fed with the first ``length`` bytes of ``part`` (the bytes a resume keeps)."""
+    digest = hashlib.sha256()
+    if length:
+        with part.open("rb") as source:
+            while chunk := source.read(min(CHUNK_BYTES, length)):
+                digest.update(chunk)
+                length -= len(chunk)
+    return digest
+
+
+def _verified_entry(path: Path, expected: dict | None, manifest_path: Path) -> dict:
+    """The manifest entry of a cached archive, after checking the file still matches it."""
+    size = path.stat().st_size
+    if expected is not None and size != expected["size"]:
+        raise HscError(f"{path}: cached archive has {size:,} bytes but {manifest_path} recorded "
+                       f"{expected['size']:,}; delete {path} and re-run")
+    digest = sha256_file(path)
+    if expected is not None and digest != expected["sha256"]:
+        raise HscError(f"{path}: cached archive's sha256 {digest[:12]}... differs from "
+                       f"{expected['sha256'][:12]}... in {manifest_path}; delete {path} and re-run")
+    return {"size": size, "sha256": digest}
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HscError(f"{path}: not a valid download manifest ({exc}); delete it and re-run") from None
+    if not isinstance(manifest, dict):
+        raise HscError(f"{path}: not a valid download manifest (expected a JSON object); delete it and re-run")
+    return manifest
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,173 @@
+"""Reading and checking SCAN's precomputed files: ``{split}_ims.npy`` and ``{split}_caps.txt``.
+
+Features files are tens of GB, so they are only ever memory-mapped and read in blocks of rows;
+caption files are streamed line by line. Every problem is one :class:`HscError` line naming
+the file (and the line or image row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from hsc.errors import HscError
+
+SPLITS = ("train", "dev", "test", "testall")
+REQUIRED_SPLITS = ("train", "dev", "test")
+CAPTIONS_PER_IMAGE = 5
+_READ_BYTES = 1 << 20
+
+
+def features_file(raw: Path, split: str) -> Path:
+    return raw / f"{split}_ims.npy"
+
+
+def captions_file(raw: Path, split: str) -> Path:
+    return raw / f"{split}_caps.txt"
+
+
+def find_splits(raw: Path) -> list[str]:
+    """The splits of ``raw`` that have both files, in :data:`SPLITS` order; train, dev and test are required."""
+    if not raw.is_dir():
+        raise HscError(f"{raw}: no such directory; run `hsc download` first (or pass --raw)")
+    present = []
+    for split in SPLITS:
+        files = (features_file(raw, split), captions_file(raw, split))
+        missing = [path for path in files if not path.is_file()]
+        if not missing:
+            present.append(split)
+        elif len(missing) == 1:
+            other = files[1 - files.index(missing[0])]
+            raise HscError(f"{missing[0]}: missing, though {other.name} exists; re-download the dataset")
+        elif split in REQUIRED_SPLITS:
+            raise HscError(f"{missing[0]}: missing; a SCAN-layout directory needs {split}_ims.npy and "
+                           f"{split}_caps.txt for each of {', '.join(REQUIRED_SPLITS)}")
+    return present
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """One split's raw files, checked for shape and caption count (not yet for values)."""
+
+    name: str
+    features_path: Path
+    captions_path: Path
+    n_rows: int
+    regions: int
+    feat_dim: int
+    n_captions: int
+    captions_per_image: int  # 5 (caption j -> row j // 5) or 1 (one row per caption)
+
+    def caption_image(self, n_captions: int) -> np.ndarray:
+        """The feature row of each of the first ``n_captions`` captions."""
+        return np.arange(n_captions, dtype=np.int64) // self.captions_per_image
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as an in-memory array, after checking they are all finite."""
+        # A fresh mapping per block: pages touched through a long-lived mapping stay in the
+        # process's resident set, so one mapping over the whole file would grow to its size.
+        block = np.array(_load_npy(self.features_path)[start:stop])
+        finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+        if not finite.all():
+            row = start + int(np.argmin(finite))
+            raise HscError(f"{self.features_path}: image row {row} holds NaN or inf; "
+                           f"the file is corrupt, re-download it")
+        return block
+
+    def captions(self) -> Iterator[str]:
+        """The captions, streamed from the file and checked line by line."""
+        return iter_captions(self.captions_path)
+
+
+def open_split(raw: Path, split: str) -> RawSplit:
+    """Check one split's files (header, shape, caption count) without reading the features."""
+    features_path, captions_path = features_file(raw, split), captions_file(raw, split)
+    features = _load_npy(features_path)
+    if features.ndim != 3:
+        raise HscError(f"{features_path}: features must be 3-D (images, regions, dims), got shape {features.shape}")
+    if not np.issubdtype(features.dtype, np.floating):
+        raise HscError(f"{features_path}: features must be floating point, got {features.dtype}")
+    n_rows, regions, feat_dim = features.shape
+    if n_rows == 0:
+        raise HscError(f"{features_path}: holds no images; re-download the dataset")
+    n_captions = count_lines(captions_path)
+    if n_captions == CAPTIONS_PER_IMAGE * n_rows:
+        per_image = CAPTIONS_PER_IMAGE
+    elif n_captions == n_rows:
+        per_image = 1
+    else:
+        raise HscError(f"{captions_path}: {n_captions} captions for {n_rows} images in {features_path.name}; "
+                       f"expected {CAPTIONS_PER_IMAGE * n_rows} (5 per image) or {n_rows} (one row per caption)")
+    return RawSplit(split, features_path, captions_path, n_rows, regions, feat_dim, n_captions, per_image)
+
+
+def check_same_feature_dims(splits: Sequence[RawSplit]) -> None:
+    """Every split must have the first split's regions x dims (one model reads them all)."""
+    first = splits[0]
+    for split in splits[1:]:
+        if (split.regions, split.feat_dim) != (first.regions, first.feat_dim):
+            raise HscError(f"{split.features_path}: features are {split.regions} x {split.feat_dim} per image but "
+                           f"{first.features_path.name} has {first.regions} x {first.feat_dim}; all splits must match")
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a text file, counting a last line that lacks its newline."""
+    lines, last = 0, b"\n"
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(_READ_BYTES):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except FileNotFoundError:
+        raise HscError(f"{path}: missing; re-download the dataset") from None
+    return lines + (last != b"\n")
+
+
+def iter_captions(path: Path) -> Iterator[str]:
+    """Each line without its newline; an undecodable or blank line is an error naming its number."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise HscError(f"{path}: missing; re-download the dataset") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HscError(f"{path}: line {number} is not UTF-8 (byte {exc.start + 1}); "
+                               f"fix or re-download the file") from None
+            if not text.strip():
+                raise HscError(f"{path}: line {number} is empty; every line must hold one caption")
+            yield text
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """Memory-map a ``.npy`` file, turning numpy's errors into a line that says what to do."""
+    if not path.is_file():
+        raise HscError(f"{path}: missing; re-download the dataset")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        expected = _npy_expected_size(path)
+        if expected is not None and path.stat().st_size < expected:
+            raise HscError(f"{path}: truncated ({path.stat().st_size:,} of {expected:,} bytes); "
+                           f"the download was cut short, re-download it") from None
+        raise HscError(f"{path}: not a readable .npy array ({exc}); re-download it") from None
+
+
+def _npy_expected_size(path: Path) -> int | None:
+    """The size a ``.npy`` file's header promises, or None if the header itself is unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            fmt = np.lib.format
+            version = fmt.read_magic(handle)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            return handle.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (ValueError, EOFError, OSError):
+        return None

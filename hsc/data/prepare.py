@@ -1,0 +1,63 @@
+"""The prepare stage's work: SCAN-layout raw files -> vocab.json + one HDF5 file per split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hsc.atomic import atomic_directory
+from hsc.data import precomp
+from hsc.data.store import sha256_files, write_split
+from hsc.data.tokenizer import tokenize_all, tokenizer_name
+from hsc.data.vocab import Vocabulary
+from hsc.params import PrepareParams
+from hsc.progress import track
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    split: str
+    images: int
+    captions: int
+    unknown_rate: float
+
+
+def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams) -> tuple[list[SplitSummary], int]:
+    """Do the stage's work; returns per-split figures and the vocabulary size."""
+    splits = [precomp.open_split(raw, name) for name in precomp.find_splits(raw)]
+    precomp.check_same_feature_dims(splits)
+    building = settings.vocab == "build"
+    vocab = None if building else Vocabulary.load(Path(settings.vocab))  # a bad file fails before the long work
+    tables = {split.name: tokenize_all(track(split.captions(), f"tokenising {split.name}",
+                                             total=split.n_captions, unit="cap"))
+              for split in splits}
+    if vocab is None:
+        vocab = Vocabulary.from_counts(tables["train"].counts() + tables["dev"].counts(), settings.min_count)
+    vocab_source = f"build (min_count {settings.min_count})" if building else settings.vocab
+    digests = sha256_files([path for split in splits for path in (split.features_path, split.captions_path)])
+
+    summaries = []
+    with atomic_directory(out) as staging:
+        for split in splits:
+            captions = vocab.encode_table(tables[split.name])
+            if split.name == "dev" and settings.dev_images is not None:
+                # as SCAN's loader: the first dev_images x 5 captions (and the images they use)
+                captions = captions.head(min(captions.n_captions, settings.dev_images * precomp.CAPTIONS_PER_IMAGE))
+            caption_image = split.caption_image(captions.n_captions)
+            n_images = int(caption_image[-1]) + 1
+            write_split(staging / f"{split.name}.h5", split, n_images, captions, caption_image, {
+                "dataset": dataset,
+                "split": split.name,
+                "tokenizer": tokenizer_name(),
+                "vocab_sha256": vocab.sha256,
+                "vocab_size": len(vocab),
+                "vocab_source": vocab_source,
+                "source_sha256": json.dumps({path.name: digests[path.name]
+                                             for path in (split.features_path, split.captions_path)}, sort_keys=True),
+                "source_images": split.n_rows,
+                "captions_per_image": split.captions_per_image,
+            }, feature_dtype=settings.feature_dtype)
+            summaries.append(SplitSummary(split.name, n_images, captions.n_captions, captions.unknown_rate))
+        vocab.save(staging / "vocab.json")
+    return summaries, len(vocab)

@@ -1,0 +1,169 @@
+"""The prepared HDF5 file of one split: written atomically in bounded memory, read lazily.
+
+Layout (docs/architecture.md): ``features`` (N, R, D) chunked per image, ``tokens`` int32
+concatenated with ``offsets`` int64 (C + 1), ``caption_image`` int64 (C), and attributes
+naming the dataset, split, tokenizer, vocabulary and raw sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NoReturn, Protocol, Sequence
+
+import h5py
+import numpy as np
+
+from hsc.atomic import atomic_path
+from hsc.data.vocab import EncodedCaptions
+from hsc.errors import HscError
+from hsc.progress import bar
+
+FORMAT_VERSION = 1
+DATASETS = ("features", "tokens", "offsets", "caption_image")
+ATTRIBUTES = ("dataset", "split", "format_version", "tokenizer", "vocab_sha256", "vocab_size",
+              "source_sha256", "captions_per_image")
+BLOCK_BYTES = 16 << 20  # features copied this many bytes at a time: bounds peak memory
+_HASH_BYTES = 4 << 20
+
+
+class FeatureSource(Protocol):
+    """Rows of region features, read a block at a time (e.g. :class:`hsc.data.precomp.RawSplit`)."""
+
+    regions: int
+    feat_dim: int
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray: ...
+
+
+def sha256_files(paths: Sequence[Path]) -> dict[str, str]:
+    """File name -> sha256, hashed streaming behind a bytes progress bar."""
+    digests = {}
+    with bar(transfer=True) as progress:
+        task = progress.add_task("hashing raw files", total=sum(path.stat().st_size for path in paths))
+        for path in paths:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(_HASH_BYTES):
+                    digest.update(block)
+                    progress.advance(task, len(block))
+            digests[path.name] = digest.hexdigest()
+    return digests
+
+
+def write_split(path: Path, source: FeatureSource, n_images: int, captions: EncodedCaptions,
+                caption_image: np.ndarray, attrs: Mapping[str, Any], feature_dtype: str = "float32") -> None:
+    """Write one split's HDF5 file (atomically), copying features in blocks of images."""
+    missing = set(ATTRIBUTES) - {"format_version"} - set(attrs)
+    if missing:
+        raise ValueError(f"write_split needs attributes {sorted(missing)}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update({**attrs, "format_version": FORMAT_VERSION})
+        h5.create_dataset("tokens", data=captions.tokens.astype(np.int32, copy=False))
+        h5.create_dataset("offsets", data=captions.offsets.astype(np.int64, copy=False))
+        h5.create_dataset("caption_image", data=caption_image.astype(np.int64, copy=False))
+        features = h5.create_dataset("features", shape=(n_images, source.regions, source.feat_dim),
+                                     dtype=feature_dtype, chunks=(1, source.regions, source.feat_dim))
+        _copy_features(source, features, label=str(attrs["split"]))
+
+
+def _copy_features(source: FeatureSource, target: h5py.Dataset, label: str) -> None:
+    n_images = target.shape[0]
+    block = max(1, BLOCK_BYTES // (source.regions * source.feat_dim * target.dtype.itemsize))
+    with bar(unit="img") as progress:
+        task = progress.add_task(f"{label} features", total=n_images)
+        for start in range(0, n_images, block):
+            stop = min(start + block, n_images)
+            with np.errstate(over="ignore"):  # overflow to float16 inf is reported just below
+                rows = source.read_rows(start, stop).astype(target.dtype, copy=False)
+            if target.dtype == np.float16 and not np.isfinite(rows).all():
+                raise HscError(f"split {label}: features exceed the float16 range; set prepare.feature_dtype "
+                               f"to float32 in params.yaml")
+            target[start:stop] = rows
+            progress.advance(task, stop - start)
+
+
+class SplitReader:
+    """Read access to one prepared split, safe to hand to DataLoader workers.
+
+    Captions (offsets, tokens, caption_image: small) are read into memory once; features are
+    read per request. The HDF5 handle is opened on first use in each process, because an h5py
+    handle inherited across ``fork`` is not safe to use.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        with self._open_checked() as h5:
+            self.attrs: dict[str, Any] = {key: _plain(value) for key, value in h5.attrs.items()}
+            self.n_images, self.regions, self.feat_dim = h5["features"].shape
+            self._tokens = h5["tokens"][()]
+            self._offsets = h5["offsets"][()]
+            self.caption_image: np.ndarray = h5["caption_image"][()]
+        if len(self._offsets) != len(self.caption_image) + 1 or self._offsets[-1] != len(self._tokens):
+            self._fail("captions are inconsistent (offsets, tokens and caption_image disagree)")
+        if len(self.caption_image) and not 0 <= self.caption_image.min() <= self.caption_image.max() < self.n_images:
+            self._fail("caption_image points outside features")
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.caption_image)
+
+    @property
+    def vocab_sha256(self) -> str:
+        return str(self.attrs["vocab_sha256"])
+
+    def caption(self, j: int) -> np.ndarray:
+        """Caption ``j``'s ids, ``<start> ... <end>``, as int64."""
+        return self._tokens[self._offsets[j]:self._offsets[j + 1]].astype(np.int64)
+
+    def features(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Features of the given images, (B, R, D) float32, in the order asked for."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) == 0:
+            return np.empty((0, self.regions, self.feat_dim), dtype=np.float32)
+        if indices.min() < 0 or indices.max() >= self.n_images:
+            raise IndexError(f"{self.path}: image index out of range 0..{self.n_images - 1}")
+        # h5py's fancy indexing needs increasing, unique indices
+        unique, inverse = np.unique(indices, return_inverse=True)
+        rows = self._handle()["features"][unique]
+        return rows[inverse].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = self._pid = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled into spawned workers: send the path and captions, never the open handle
+        return {**self.__dict__, "_file": None, "_pid": None}
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def _open_checked(self) -> h5py.File:
+        if not self.path.is_file():
+            raise HscError(f"{self.path}: no such prepared split; run `hsc prepare` first")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError:
+            self._fail("not an HDF5 file")
+        missing = [name for name in DATASETS if name not in h5] + [name for name in ATTRIBUTES if name not in h5.attrs]
+        version = h5.attrs.get("format_version")
+        if missing or version != FORMAT_VERSION:
+            h5.close()
+            self._fail(f"lacks {missing[0]!r}" if missing else f"has format_version {version}, not {FORMAT_VERSION}")
+        return h5
+
+    def _fail(self, what: str) -> NoReturn:
+        raise HscError(f"{self.path}: {what}; not a split made by this hsc, re-run `hsc prepare`")
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,60 @@
+"""Evaluation outputs: metrics JSON, DVC recall-curve TSVs, saved scores and a rich table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from hsc.atomic import atomic_path, write_json, write_text
+from hsc.evaluation.protocols import ProtocolResult
+from hsc.evaluation.ranks import METRIC_KEYS, query_ranks
+
+
+def rounded(metrics: dict[str, float]) -> dict[str, float]:
+    """Every metric as a float with 2 decimals (ranks stay floats: a 5-fold medr can be 1.4)."""
+    return {key: round(float(metrics[key]), 2) for key in METRIC_KEYS}
+
+
+def write_eval_json(path: Path, results: Sequence[ProtocolResult]) -> None:
+    """``{protocol: {i2t_r1: ..., rsum: ...}}``, written atomically."""
+    write_json(path, {result.protocol.name: rounded(result.metrics) for result in results})
+
+
+def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:
+    """One DVC plot per protocol, ``<protocol>.tsv`` with columns ``k i2t t2i``."""
+    for result in results:
+        curve = result.curve
+        lines = ["k\ti2t\tt2i"] + [f"{k}\t{i2t:.2f}\t{t2i:.2f}" for k, i2t, t2i in zip(curve.k, curve.i2t, curve.t2i)]
+        write_text(plots_dir / f"{result.protocol.name}.tsv", "\n".join(lines) + "\n")
+
+
+def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray) -> None:
+    """``<split>_sims.npy`` and the per-query ranks ``<split>_ranks.npz`` (``i2t``, ``t2i``)."""
+    # np.save would append ".npy" to the temporary name, so write through open handles.
+    with atomic_path(sims_dir / f"{split}_sims.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, sims)
+    ranks = query_ranks(sims, f"{split} scores")
+    with atomic_path(sims_dir / f"{split}_ranks.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, i2t=ranks.i2t, t2i=ranks.t2i)
+
+
+def metrics_json(metrics: dict[str, float]) -> str:
+    """The 11 metrics as indented JSON text (what ``hsc metrics`` prints)."""
+    return json.dumps(rounded(metrics), indent=2)
+
+
+def print_table(results: Sequence[ProtocolResult], console: Console | None = None) -> None:
+    """One column per protocol, one row per metric (11 rows fit a terminal; 11 columns would not)."""
+    table = Table(title="retrieval metrics (i2t: image->text, t2i: text->image)")
+    table.add_column("metric")
+    for result in results:
+        table.add_column(result.protocol.name, justify="right")
+    values = [rounded(result.metrics) for result in results]
+    for key in METRIC_KEYS:
+        table.add_row(key, *(f"{v[key]:.2f}" for v in values))
+    (console or Console()).print(table)

@@ -1,0 +1,106 @@
+"""Encode a split once, then score every image x caption pair block by block.
+
+Also the validation entry point of the training loop: :func:`validate` takes a built model
+and a split reader and returns the rank metrics, leaving the model's train/eval mode as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from hsc.data.batches import collate_captions
+from hsc.evaluation.protocols import scored_image_rows
+from hsc.evaluation.ranks import rank_metrics
+from hsc.progress import bar
+
+
+@dataclass
+class SplitEmbeddings:
+    """A split's encoded images and captions (on the device they were encoded on)."""
+
+    images: torch.Tensor  # (N, R, E)
+    captions: torch.Tensor  # (C, L_max, E), zero past each caption's length
+    lengths: torch.Tensor  # (C,) int64
+
+
+def reader_name(reader: Any) -> str:
+    """How error messages name a split: its file when the reader knows it."""
+    return str(getattr(reader, "path", "split"))
+
+
+@contextlib.contextmanager
+def inference(model: torch.nn.Module) -> Iterator[None]:
+    """eval() and no_grad for the block, then the model's previous mode back (it may be mid-training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.device | str) -> SplitEmbeddings:
+    """Encode the split's scored images (see ``scored_image_rows``) and all its captions."""
+    device = torch.device(device)
+    rows = scored_image_rows(reader.n_images, np.asarray(reader.caption_image), reader_name(reader))
+    # Token ids are small, so read them all to size the output; features are read per batch.
+    captions = [torch.from_numpy(reader.caption(j)) for j in range(reader.n_captions)]
+    lengths = torch.tensor([len(c) for c in captions], dtype=torch.int64)
+    image_parts = []
+    caption_embs: torch.Tensor | None = None
+    with inference(model), bar(unit="items") as progress:
+        image_task = progress.add_task("encode images", total=len(rows))
+        for start in range(0, len(rows), batch_size):
+            feats = torch.from_numpy(np.asarray(reader.features(rows[start:start + batch_size]), dtype=np.float32))
+            image_parts.append(model.encode_images(feats.to(device)))
+            progress.advance(image_task, len(feats))
+        caption_task = progress.add_task("encode captions", total=len(captions))
+        for start in range(0, len(captions), batch_size):
+            tokens, batch_lengths = collate_captions(captions[start:start + batch_size])
+            embs = model.encode_captions(tokens.to(device), batch_lengths.to(device))
+            if caption_embs is None:
+                caption_embs = embs.new_zeros((len(captions), int(lengths.max()), embs.shape[-1]))
+            caption_embs[start:start + len(embs), :embs.shape[1]] = embs
+            progress.advance(caption_task, len(embs))
+    return SplitEmbeddings(images=torch.cat(image_parts), captions=caption_embs, lengths=lengths.to(device))
+
+
+def score_matrix(model: Any, emb: SplitEmbeddings, *, img_block: int, cap_block: int,
+                 device: torch.device | str) -> np.ndarray:
+    """All (N, C) similarities, ``img_block`` x ``cap_block`` pairs at a time, as float32."""
+    device = torch.device(device)
+    n_images, n_captions = len(emb.images), len(emb.captions)
+    sims = np.empty((n_images, n_captions), dtype=np.float32)
+    with inference(model), bar(unit="pairs") as progress:
+        task = progress.add_task("score pairs", total=n_images * n_captions)
+        for i in range(0, n_images, img_block):
+            images = emb.images[i:i + img_block].to(device)
+            for c in range(0, n_captions, cap_block):
+                lengths = emb.lengths[c:c + cap_block]
+                # Trim the block to its own longest caption: padding costs work but adds nothing.
+                captions = emb.captions[c:c + cap_block, :int(lengths.max())].to(device)
+                block = model.similarity(images, captions, lengths.to(device))
+                sims[i:i + len(images), c:c + len(captions)] = block.float().cpu().numpy()
+                progress.advance(task, block.numel())
+    return sims
+
+
+def evaluate_split(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,
+                   img_block: int, cap_block: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Encode and score a split; its (N, 5N) score matrix and rank metrics."""
+    emb = encode_split(model, reader, batch_size=batch_size, device=device)
+    sims = score_matrix(model, emb, img_block=img_block, cap_block=cap_block, device=device)
+    return sims, rank_metrics(sims, f"{reader_name(reader)} scores")
+
+
+def validate(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,
+             img_block: int, cap_block: int) -> dict[str, float]:
+    """Rank metrics of an already-built model on a split (the trainer's dev validation)."""
+    return evaluate_split(model, reader, device=device, batch_size=batch_size,
+                          img_block=img_block, cap_block=cap_block)[1]

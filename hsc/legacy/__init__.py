@@ -1,0 +1,1 @@
+"""Import of the checkpoints released by the LHSC and SGRAF authors (``hsc import``)."""

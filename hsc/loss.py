@@ -1,0 +1,28 @@
+"""Hinge ranking loss on a (B, B) score matrix with positives on the diagonal (VSE++ / SCAN)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ContrastiveLoss(nn.Module):
+    """``sum_i [m - s_ii + s_ij]_+ + [m - s_jj + s_ij]_+`` over negatives, or only the hardest ones.
+
+    Rows are images and columns captions: each row's negatives are the other captions
+    (image -> text), each column's the other images (text -> image).
+    """
+
+    def __init__(self, margin: float = 0.2, max_violation: bool = True) -> None:
+        super().__init__()
+        self.margin = margin
+        self.max_violation = max_violation
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        positives = scores.diagonal()
+        positive = torch.eye(scores.size(0), dtype=torch.bool, device=scores.device)
+        cost_caption = (self.margin + scores - positives.unsqueeze(1)).clamp(min=0).masked_fill(positive, 0)
+        cost_image = (self.margin + scores - positives.unsqueeze(0)).clamp(min=0).masked_fill(positive, 0)
+        if self.max_violation:
+            return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
+        return cost_caption.sum() + cost_image.sum()

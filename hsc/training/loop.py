@@ -1,0 +1,214 @@
+"""The training loop: hinge loss, Adam with step decay, clipping, AMP, validation, resume.
+
+Checkpoints (``<out>/last.pt`` at each epoch end, ``<out>/best.pt`` at each new best dev
+rsum) are written atomically. Every epoch reseeds torch from (seed, epoch) and shuffles with
+its own generator, so a run resumed from ``last.pt`` follows exactly the same trajectory as
+one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from hsc.checkpoint import load_checkpoint, save_checkpoint
+from hsc.data.batches import PairBatch, PairDataset, collate_pairs
+from hsc.data.store import SplitReader
+from hsc.devices import resolve_device
+from hsc.errors import HscError
+from hsc.evaluation.scoring import validate
+from hsc.loss import ContrastiveLoss
+from hsc.models.config import ModelConfig, resolve_model_config
+from hsc.models.registry import build_model
+from hsc.models.retrieval import RetrievalModel
+from hsc.params import Params
+from hsc.progress import bar
+from hsc.training.curves import Curves
+from hsc.training.resume import resumable_state, run_fingerprint
+
+
+@dataclass
+class TrainResult:
+    best_rsum: float
+    best_epoch: int
+    epochs: int
+    best_path: Path
+    last_path: Path
+
+
+def learning_rate(base_lr: float, lr_update: int, epoch: int) -> float:
+    """SCAN's schedule: lr x 0.1 every ``lr_update`` epochs (epochs counted from 0)."""
+    return base_lr * (0.1 ** (epoch // lr_update))
+
+
+class Trainer:
+    """Trains one model on ``<data>/train.h5``, validating on ``<data>/dev.h5``."""
+
+    def __init__(self, params: Params, data_dir: Path, out_dir: Path, metrics_dir: Path) -> None:
+        self.params = params
+        self.cfg = params.train
+        self.device = resolve_device(self.cfg.device)
+        self.use_amp = self.cfg.amp and self.device.type == "cuda"
+        self.out_dir = out_dir
+        self.metrics_dir = metrics_dir
+        self.train_reader = SplitReader(data_dir / "train.h5")
+        self.dev_reader = SplitReader(data_dir / "dev.h5")
+        self.vocab_sha256 = self.train_reader.vocab_sha256
+        if self.dev_reader.vocab_sha256 != self.vocab_sha256:
+            raise HscError(f"{data_dir}: train.h5 and dev.h5 were prepared with different vocabularies; re-run `hsc prepare`")
+        self.fingerprint = run_fingerprint(params, {
+            "vocab_sha256": self.vocab_sha256,
+            "train_sources": self.train_reader.attrs.get("source_sha256"),
+            "dev_sources": self.dev_reader.attrs.get("source_sha256"),
+            "init": self._init_identity(),
+        })
+        torch.manual_seed(self.cfg.seed)
+        self.model = self._build_model().to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.loss_fn = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def _init_identity(self) -> str | None:
+        """The starting checkpoint's content identity, so a different one is a different run."""
+        if self.cfg.init is None:
+            return None
+        init = load_checkpoint(Path(self.cfg.init))
+        return init.get("vocab_sha256", "") + ":" + str(init.get("model_config"))
+
+    def _build_model(self) -> RetrievalModel:
+        reader = self.train_reader
+        if self.cfg.init is None:
+            config = resolve_model_config(self.params.model, img_dim=reader.feat_dim,
+                                          regions=reader.regions, vocab_size=int(reader.attrs["vocab_size"]))
+            return build_model(config)
+        # Fine-tuning: the architecture is the starting checkpoint's, whatever params.model says.
+        init_path = Path(self.cfg.init)
+        init = load_checkpoint(init_path)
+        if init.get("vocab_sha256") != self.vocab_sha256:
+            raise HscError(f"{init_path}: its vocabulary differs from the prepared data's; "
+                           "prepare the data with the vocabulary the checkpoint was made with (prepare.vocab)")
+        config = ModelConfig.from_dict(init["model_config"])
+        if (config.img_dim, config.regions) != (reader.feat_dim, reader.regions):
+            raise HscError(f"{init_path}: made for {config.regions} x {config.img_dim} region features, "
+                           f"but the data has {reader.regions} x {reader.feat_dim}")
+        model = build_model(config)
+        model.load_state_dict(init["state_dict"])
+        return model
+
+    def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]]]:
+        """(start epoch, step, best rsum, best epoch, history) from ``last.pt`` or a fresh start."""
+        state = resumable_state(self.last_path, self.fingerprint, load_checkpoint)
+        if state is None:
+            return 0, 0, -math.inf, 0, []
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.use_amp and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        print(f"resuming from {self.last_path} after epoch {state['epoch']}")
+        return state["epoch"], state["step"], state["best_rsum"], state["best_epoch"], state["history"]
+
+    def _loader(self, epoch: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train_reader.caption_image), generator=generator).tolist()
+        return DataLoader(PairDataset(self.train_reader), batch_size=self.cfg.batch_size, sampler=order,
+                          collate_fn=collate_pairs, num_workers=self.cfg.workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _step(self, batch: PairBatch) -> float:
+        images = batch.images.to(self.device, non_blocking=True)
+        tokens = batch.tokens.to(self.device, non_blocking=True)
+        lengths = batch.lengths.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                scores = self.model(images, tokens, lengths)
+            loss = self.loss_fn(scores.float())
+            self.scaler.scale(loss).backward()
+        except torch.cuda.OutOfMemoryError:
+            size = self.cfg.batch_size
+            raise HscError(f"CUDA out of memory at train.batch_size={size}; try a smaller batch, "
+                           f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}") from None
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.item()
+
+    def _validate(self) -> dict[str, float]:
+        ev = self.params.evaluate
+        metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
+                           img_block=ev.img_block, cap_block=ev.cap_block)
+        self.model.train()
+        return metrics
+
+    def _last_good(self, history: list[dict[str, float]]) -> str:
+        if not history:
+            return "no checkpoint was written yet"
+        return f"{self.last_path} keeps the last good state (epoch {history[-1]['epoch']})"
+
+    def _save_best(self, epoch: int, step: int, dev: dict[str, float]) -> None:
+        save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
+                        dev_metrics=dev, params_sha256=self.fingerprint)
+
+    def run(self) -> TrainResult:
+        start_epoch, step, best_rsum, best_epoch, history = self._resume()
+        curves = Curves(self.metrics_dir, history)
+        epochs = self.cfg.epochs
+        if start_epoch >= epochs:
+            print(f"{self.last_path} is already trained to epoch {start_epoch} (train.epochs={epochs})")
+        self.model.train()
+        with bar(unit="batch") as progress:
+            for epoch in range(start_epoch, epochs):
+                torch.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # dropout stream of this epoch
+                lr = learning_rate(self.cfg.lr, self.cfg.lr_update, epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loader = self._loader(epoch)
+                task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader))
+                loss_sum = 0.0
+                for batch_index, batch in enumerate(loader):
+                    loss = self._step(batch)
+                    step += 1
+                    if not math.isfinite(loss):
+                        raise HscError(f"loss became {loss} at epoch {epoch + 1}, step {step}; "
+                                       f"{self._last_good(history)}; try a lower train.lr or train.amp=false")
+                    loss_sum += loss
+                    progress.update(task, advance=1,
+                                    description=f"epoch {epoch + 1}/{epochs} loss {loss_sum / (batch_index + 1):.3f}")
+                    mid_epoch = batch_index + 1 < len(loader)
+                    if self.cfg.val_every_steps and step % self.cfg.val_every_steps == 0 and mid_epoch:
+                        dev = self._validate()
+                        if dev["rsum"] > best_rsum:
+                            best_rsum, best_epoch = dev["rsum"], epoch + 1
+                            self._save_best(epoch + 1, step, dev)
+                progress.remove_task(task)
+                dev = self._validate()
+                if dev["rsum"] > best_rsum:
+                    best_rsum, best_epoch = dev["rsum"], epoch + 1
+                    self._save_best(epoch + 1, step, dev)
+                record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
+                          **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
+                history.append(record)
+                save_checkpoint(self.last_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch + 1,
+                                step=step, best_rsum=best_rsum, best_epoch=best_epoch, history=history,
+                                optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                                params_sha256=self.fingerprint)
+                curves.log(record)
+                print(f"epoch {epoch + 1}: loss {record['train/loss']:.4f}  dev rsum {dev['rsum']:.2f}  "
+                      f"(best {best_rsum:.2f} at epoch {best_epoch})")
+        curves.close()
+        if not self.best_path.exists():
+            raise HscError(f"{self.out_dir}: no best.pt was written; delete the directory and train again")
+        return TrainResult(best_rsum, best_epoch, epochs, self.best_path, self.last_path)

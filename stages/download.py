@@ -1,0 +1,39 @@
+"""DVC stage ``download``: the raw SCAN-layout files of ``params.dataset`` into ``--out``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def download(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; reads `dataset`, `download` and `synthetic`."),
+    out: Path = typer.Option(..., help="Directory to fill with {split}_ims.npy and {split}_caps.txt "
+                                       "(replaced only once complete)."),
+    cache: Path = typer.Option(Path("data/downloads"), help="Where downloaded archives persist across runs "
+                                                            "(not a DVC output), with manifest.json of their "
+                                                            "sizes and sha256."),
+    mirror: Optional[str] = typer.Option(None, help="Overrides download.mirror: an http(s):// or file:// URL "
+                                                    "of SCAN's data.zip, a local zip, or a directory laid out "
+                                                    "like SCAN's data/<name>/."),
+) -> None:
+    """Get the raw dataset: generate `synthetic`, or fetch SCAN's precomputed features
+    (resumable, verified download or a mirror) and extract only the chosen dataset."""
+    from hsc.data.download import acquire
+    from hsc.data.sources import source_for
+    from hsc.params import load_params
+
+    p = load_params(params)
+    acquire(p, out, cache=cache, mirror=mirror)
+    typer.echo(f"{p.dataset}: {len(source_for(p.dataset).files)} files in {out}")
+
+
+if __name__ == "__main__":
+    from hsc.cli import run_app
+
+    run_app(app)

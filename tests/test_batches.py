@@ -1,0 +1,86 @@
+"""Torch datasets over a prepared split: item contents, collate shapes and padding, workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from hsc.data.batches import (CaptionDataset, ImageDataset, PairDataset, collate_captions,
+                              collate_pairs)
+from hsc.data.store import SplitReader, write_split
+from hsc.data.tokenizer import tokenize_all
+from hsc.data.vocab import Vocabulary
+
+CAPTIONS = ["a dog", "a dog runs on grass", "a cat", "cat", "dog on a mat", "a dog and a cat"]
+
+
+class ArraySource:
+    def __init__(self, features: np.ndarray) -> None:
+        self.features = features
+        _, self.regions, self.feat_dim = features.shape
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return self.features[start:stop]
+
+
+@pytest.fixture
+def features() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
+
+
+@pytest.fixture
+def reader(tmp_path: Path, features: np.ndarray) -> SplitReader:
+    table = tokenize_all(CAPTIONS)
+    captions = Vocabulary.from_counts(table.counts(), min_count=1).encode_table(table)
+    attrs = {"dataset": "synthetic", "split": "train", "tokenizer": "t", "vocab_sha256": "x",
+             "vocab_size": 10, "source_sha256": "{}", "captions_per_image": 2}
+    write_split(tmp_path / "train.h5", ArraySource(features), 3, captions, np.arange(6) // 2, attrs)
+    return SplitReader(tmp_path / "train.h5")
+
+
+def test_pair_items(reader: SplitReader, features: np.ndarray):
+    dataset = PairDataset(reader)
+    assert len(dataset) == 6
+    image, tokens, caption_id, image_id = dataset[3]
+    assert image.dtype == torch.float32 and image.shape == (4, 6)
+    assert torch.equal(image, torch.from_numpy(features[1]))
+    assert tokens.dtype == torch.int64 and tokens.tolist() == reader.caption(3).tolist()
+    assert (caption_id, image_id) == (3, 1)
+
+
+def test_collate_pairs_pads_with_zero(reader: SplitReader, features: np.ndarray):
+    dataset = PairDataset(reader)
+    batch = collate_pairs([dataset[j] for j in (1, 0, 5)])
+    assert batch.images.shape == (3, 4, 6) and batch.images.dtype == torch.float32
+    lengths = [len(reader.caption(j)) for j in (1, 0, 5)]
+    assert batch.lengths.tolist() == lengths and batch.lengths.dtype == torch.int64
+    assert batch.tokens.shape == (3, max(lengths)) and batch.tokens.dtype == torch.int64
+    for row, j in enumerate((1, 0, 5)):
+        assert batch.tokens[row, : lengths[row]].tolist() == reader.caption(j).tolist()
+        assert not batch.tokens[row, lengths[row]:].any()
+    assert batch.caption_ids.tolist() == [1, 0, 5] and batch.image_ids.tolist() == [0, 0, 2]
+    assert torch.equal(batch.images[2], torch.from_numpy(features[2]))
+
+
+def test_image_and_caption_datasets(reader: SplitReader, features: np.ndarray):
+    images = ImageDataset(reader)
+    assert len(images) == 3 and torch.equal(images[2], torch.from_numpy(features[2]))
+    captions = CaptionDataset(reader)
+    assert len(captions) == 6
+    tokens, lengths = collate_captions([captions[0], captions[1]])
+    assert tokens.shape == (2, 7) and lengths.tolist() == [4, 7]
+    assert tokens[0, 4:].tolist() == [0, 0, 0]
+
+
+def test_loader_with_workers_after_parent_opened_the_file(reader: SplitReader, features: np.ndarray):
+    reader.features([0])  # the parent's open handle must not be reused by forked workers
+    loader = DataLoader(PairDataset(reader), batch_size=2, num_workers=2, collate_fn=collate_pairs,
+                        multiprocessing_context="fork")
+    batches = list(loader)
+    assert sum(len(b.caption_ids) for b in batches) == 6
+    images = torch.cat([b.images for b in batches])
+    assert torch.equal(images, torch.from_numpy(features[np.arange(6) // 2]))

@@ -1,0 +1,462 @@
+"""The download stage: registry, HTTP fetch (resume, retries, manifest), extraction, mirrors
+and the stage command, against a real HTTP server on 127.0.0.1 serving a small SCAN-layout zip."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+import types
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hsc.data.download import acquire
+from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path
+from hsc.data.sources import SCAN_DATA_URL, source_for
+from hsc.errors import HscError
+from hsc.params import Params, parse_params
+from stages.download import app
+
+F30K_FILES = {f"{split}_{kind}" for split in ("train", "dev", "test") for kind in ("ims.npy", "caps.txt")}
+TINY_BACKOFF_S = 0.001
+
+
+def scan_files(dataset: str, splits: tuple[str, ...], seed: int = 0) -> dict[str, bytes]:
+    """Tiny SCAN-layout files: (2, 3, 4) float32 features and 10 captions per split."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for split in splits:
+        buffer = io.BytesIO()
+        np.save(buffer, rng.standard_normal((2, 3, 4)).astype(np.float32))
+        files[f"{split}_ims.npy"] = buffer.getvalue()
+        files[f"{split}_caps.txt"] = "".join(f"a {dataset} photo {i} of {split}\n" for i in range(10)).encode()
+    return files
+
+
+def write_scan_zip(path: Path, skip: tuple[str, ...] = (), extra: Optional[dict[str, bytes]] = None,
+                   compression: int = zipfile.ZIP_DEFLATED) -> dict[str, bytes]:
+    """SCAN's data.zip in miniature (both datasets); return the f30k files it holds, by flat name."""
+    f30k = scan_files("f30k_precomp", ("train", "dev", "test"))
+    coco = scan_files("coco_precomp", ("train", "dev", "test", "testall"), seed=1)
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        zf.writestr("data/readme.txt", b"precomputed features\n")
+        for dataset, files in (("f30k_precomp", f30k), ("coco_precomp", coco)):
+            for name, data in files.items():
+                if name not in skip:
+                    zf.writestr(f"data/{dataset}/{name}", data)
+        for name, data in (extra or {}).items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return {name: data for name, data in f30k.items() if name not in skip}
+
+
+@dataclass
+class ServerState:
+    """What the test server serves and the faults it injects; records each request's Range."""
+
+    payload: bytes
+    cut_after: Optional[int] = None  # send this many body bytes once, then drop the connection
+    ignore_range: bool = False  # answer every request with 200 and the whole body
+    stall_s: float = 0.0  # wait this long before answering
+    status: int = 200
+    ranges: list[Optional[str]] = field(default_factory=list)
+
+
+class ArchiveHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        state: ServerState = self.server.state  # type: ignore[attr-defined]
+        requested = self.headers.get("Range")
+        state.ranges.append(requested)
+        time.sleep(state.stall_s)
+        if state.status != 200:
+            self.send_error(state.status)
+            return
+        start = 0
+        if requested and not state.ignore_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(state.payload) - 1}/{len(state.payload)}")
+        else:
+            self.send_response(200)
+        body = state.payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if state.cut_after is not None:
+            body, state.cut_after = body[:state.cut_after], None
+            self.close_connection = True
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that timed out leaves a broken pipe here; that is the test's point."""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, ServerState, dict[str, bytes]]]:
+    """(URL of data.zip, its fault switches, the f30k files it holds)."""
+    files = write_scan_zip(tmp_path / "served.zip")
+    state = ServerState(payload=(tmp_path / "served.zip").read_bytes())
+    httpd = QuietServer(("127.0.0.1", 0), ArchiveHandler)
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/scan-data/data.zip", state, files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def params_for(dataset: str = "f30k_precomp", mirror: Optional[str] = None, retries: int = 2,
+               timeout_s: float = 5.0) -> Params:
+    return parse_params({"dataset": dataset,
+                         "download": {"mirror": mirror, "retries": retries, "timeout_s": timeout_s}})
+
+
+def fetch_into(tmp_path: Path, params: Params, mirror: Optional[str] = None) -> Path:
+    out = tmp_path / "raw" / params.dataset
+    acquire(params, out, cache=tmp_path / "downloads", mirror=mirror, backoff_s=TINY_BACKOFF_S)
+    return out
+
+
+def assert_holds(out: Path, files: dict[str, bytes]) -> None:
+    assert {p.name for p in out.iterdir()} == set(files)
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data, name
+
+
+def assert_nothing_built(out: Path) -> None:
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.*"))
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/data.zip"
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def test_registry_lists_scan_files_per_dataset() -> None:
+    f30k, coco = source_for("f30k_precomp"), source_for("coco_precomp")
+    assert f30k.url == coco.url == SCAN_DATA_URL
+    assert set(f30k.files) == F30K_FILES
+    assert set(coco.files) == F30K_FILES | {"testall_ims.npy", "testall_caps.txt"}
+    assert coco.member("testall_caps.txt") == "data/coco_precomp/testall_caps.txt"
+    assert source_for("synthetic").url is None
+    with pytest.raises(HscError, match="unknown"):
+        source_for("imagenet")
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def test_download_extracts_only_the_chosen_dataset_and_records_manifest(tmp_path, server) -> None:
+    url, state, files = server
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert_holds(out, files)
+    assert not list((tmp_path / "raw").glob(".f30k_precomp.*"))
+    manifest = json.loads((tmp_path / "downloads" / MANIFEST_NAME).read_text())
+    assert manifest == {url: {"size": len(state.payload), "sha256": hashlib.sha256(state.payload).hexdigest()}}
+
+
+def test_rerun_uses_the_cached_archive(tmp_path, server) -> None:
+    url, state, files = server
+    fetch_into(tmp_path, params_for(mirror=url))
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [None]
+    assert_holds(out, files)
+
+
+def test_cut_connection_resumes_with_a_range_request(tmp_path, server) -> None:
+    url, state, files = server
+    half = len(state.payload) // 2
+    state.cut_after = half
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [None, f"bytes={half}-"]
+    assert (tmp_path / "downloads" / archive_name(url)).read_bytes() == state.payload
+    assert_holds(out, files)
+
+
+def test_server_ignoring_range_restarts_cleanly(tmp_path, server) -> None:
+    url, state, files = server
+    state.cut_after, state.ignore_range = len(state.payload) // 3, True
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges[1] is not None  # it asked to resume and got the whole file instead
+    assert (tmp_path / "downloads" / archive_name(url)).read_bytes() == state.payload
+    assert_holds(out, files)
+
+
+def test_no_network_is_one_line_naming_the_url_and_the_mirror_options(tmp_path) -> None:
+    url = closed_port_url()
+    out = tmp_path / "raw" / "f30k_precomp"
+    with pytest.raises(HscError) as caught:
+        fetch_into(tmp_path, params_for(mirror=url, retries=1))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert url in message and "download.mirror" in message and "--mirror" in message and str(out) in message
+    assert "2 attempts" in message
+    assert_nothing_built(out)
+    assert not (tmp_path / "downloads" / archive_name(url)).exists()
+
+
+def test_stalled_server_times_out_after_retries(tmp_path, server) -> None:
+    url, state, _ = server
+    state.stall_s = 0.5
+    with pytest.raises(HscError, match=r"timed out.*2 attempts.*download\.mirror"):
+        fetch_into(tmp_path, params_for(mirror=url, retries=1, timeout_s=0.1))
+
+
+def test_http_client_error_is_not_retried(tmp_path, server) -> None:
+    url, state, _ = server
+    state.status = 404
+    with pytest.raises(HscError, match=r"HTTP 404.*download\.mirror"):
+        fetch_into(tmp_path, params_for(mirror=url, retries=3))
+    assert state.ranges == [None]
+
+
+def test_tampered_cached_archive_is_caught_by_the_manifest(tmp_path, server) -> None:
+    url, _, _ = server
+    fetch_into(tmp_path, params_for(mirror=url))
+    cached = tmp_path / "downloads" / archive_name(url)
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    with pytest.raises(HscError, match=rf"sha256.*delete {re.escape(str(cached))} and re-run"):
+        fetch_into(tmp_path, params_for(mirror=url))
+
+
+def test_download_checks_free_disk_before_writing(tmp_path, server, monkeypatch) -> None:
+    url, state, _ = server
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(100, 90, 10))
+    with pytest.raises(HscError, match=rf"needs {len(state.payload):,} bytes but only 10 are free"):
+        fetch_into(tmp_path, params_for(mirror=url))
+    assert not partial_path(tmp_path / "downloads" / archive_name(url)).exists()
+
+
+# --- archives -------------------------------------------------------------------------------
+
+
+def test_extraction_checks_free_disk(tmp_path, monkeypatch) -> None:
+    files = write_scan_zip(tmp_path / "data.zip")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(100, 90, 10))
+    needed = sum(len(data) for data in files.values())
+    with pytest.raises(HscError, match=rf"extracting f30k_precomp.*needs {needed:,} bytes but only 10"):
+        fetch_into(tmp_path, params_for(mirror=str(tmp_path / "data.zip")))
+
+
+def test_file_that_is_not_a_zip_is_reported(tmp_path) -> None:
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(b"<html>the link is dead</html>")
+    with pytest.raises(HscError, match=rf"{re.escape(str(archive))}: not a readable zip.*delete it"):
+        fetch_into(tmp_path, params_for(mirror=str(archive)))
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+
+
+def test_bad_crc_names_the_archive_and_member(tmp_path) -> None:
+    archive = tmp_path / "data.zip"
+    write_scan_zip(archive, compression=zipfile.ZIP_STORED)
+    data = archive.read_bytes()
+    at = data.index(b"a f30k_precomp photo 3 of test")
+    archive.write_bytes(data[:at] + b"A" + data[at + 1:])
+    with pytest.raises(HscError, match=r"member data/f30k_precomp/test_caps.txt is corrupted.*delete it"):
+        fetch_into(tmp_path, params_for(mirror=str(archive)))
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+
+
+@pytest.mark.parametrize("evil", ["../../evil.txt", "/etc/evil.txt", "C:/evil.txt", "data/../../evil.txt"])
+def test_escaping_member_is_rejected_even_if_unwanted(tmp_path, evil) -> None:
+    archive = tmp_path / "data.zip"
+    write_scan_zip(archive, extra={evil: b"pwned"})
+    with pytest.raises(HscError, match=rf"member '{re.escape(evil)}' would escape"):
+        fetch_into(tmp_path, params_for(mirror=str(archive)))
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+
+
+def test_missing_members_are_listed(tmp_path) -> None:
+    archive = tmp_path / "data.zip"
+    write_scan_zip(archive, skip=("test_caps.txt", "dev_ims.npy"))
+    with pytest.raises(HscError, match=r"missing data/f30k_precomp/dev_ims.npy, data/f30k_precomp/test_caps.txt"):
+        fetch_into(tmp_path, params_for(mirror=str(archive)))
+
+
+def test_coco_gets_testall_too(tmp_path) -> None:
+    write_scan_zip(tmp_path / "data.zip")
+    out = fetch_into(tmp_path, params_for("coco_precomp", mirror=str(tmp_path / "data.zip")))
+    assert_holds(out, scan_files("coco_precomp", ("train", "dev", "test", "testall"), seed=1))
+
+
+def test_members_under_another_root_are_found(tmp_path) -> None:
+    files = scan_files("f30k_precomp", ("train", "dev", "test"))
+    with zipfile.ZipFile(tmp_path / "mirror.zip", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(f"scan-features/f30k_precomp/{name}", data)
+    assert_holds(fetch_into(tmp_path, params_for(mirror=str(tmp_path / "mirror.zip"))), files)
+
+
+# --- mirrors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_mirror_local_zip(tmp_path, as_url) -> None:
+    files = write_scan_zip(tmp_path / "data.zip")
+    mirror = (tmp_path / "data.zip").as_uri() if as_url else str(tmp_path / "data.zip")
+    assert_holds(fetch_into(tmp_path, params_for(mirror=mirror)), files)
+    assert not (tmp_path / "downloads").exists()
+
+
+def scan_directory(root: Path) -> dict[str, bytes]:
+    files = scan_files("f30k_precomp", ("train", "dev", "test"))
+    (root / "data" / "f30k_precomp").mkdir(parents=True)
+    for name, data in files.items():
+        (root / "data" / "f30k_precomp" / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.parametrize("given", ["root", "root/data", "root/data/f30k_precomp"])
+def test_mirror_directory_is_hard_linked(tmp_path, given) -> None:
+    files = scan_directory(tmp_path / "root")
+    out = fetch_into(tmp_path, params_for(mirror=str(tmp_path / given)))
+    assert_holds(out, files)
+    source = tmp_path / "root" / "data" / "f30k_precomp" / "train_ims.npy"
+    assert (out / "train_ims.npy").stat().st_ino == source.stat().st_ino
+
+
+def test_mirror_directory_is_copied_where_links_fail(tmp_path, monkeypatch) -> None:
+    files = scan_directory(tmp_path / "root")
+
+    def cross_device(source: Path, target: Path) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("hsc.data.fetch.os.link", cross_device)
+    out = fetch_into(tmp_path, params_for(mirror=(tmp_path / "root").as_uri()))
+    assert_holds(out, files)
+    assert (out / "dev_caps.txt").stat().st_ino != (tmp_path / "root/data/f30k_precomp/dev_caps.txt").stat().st_ino
+
+
+def test_mirror_directory_missing_files_are_listed(tmp_path) -> None:
+    scan_directory(tmp_path / "root")
+    (tmp_path / "root/data/f30k_precomp/dev_caps.txt").unlink()
+    with pytest.raises(HscError, match=r"f30k_precomp: missing dev_caps.txt of f30k_precomp"):
+        fetch_into(tmp_path, params_for(mirror=str(tmp_path / "root")))
+
+
+def test_mirror_that_does_not_exist(tmp_path) -> None:
+    with pytest.raises(HscError, match=r"mirror '.*nowhere' \(download.mirror or --mirror\): no such file"):
+        fetch_into(tmp_path, params_for(mirror=str(tmp_path / "nowhere")))
+
+
+def test_mirror_option_wins_over_the_param(tmp_path) -> None:
+    files = write_scan_zip(tmp_path / "data.zip")
+    out = fetch_into(tmp_path, params_for(mirror=closed_port_url()), mirror=str(tmp_path / "data.zip"))
+    assert_holds(out, files)
+
+
+# --- output directory -----------------------------------------------------------------------
+
+
+def test_failure_keeps_the_old_output_and_success_replaces_it(tmp_path) -> None:
+    out = tmp_path / "raw" / "f30k_precomp"
+    out.mkdir(parents=True)
+    (out / "stale.txt").write_text("old")
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(HscError):
+        fetch_into(tmp_path, params_for(mirror=str(tmp_path / "broken.zip")))
+    assert (out / "stale.txt").read_text() == "old"
+    files = write_scan_zip(tmp_path / "data.zip")
+    assert_holds(fetch_into(tmp_path, params_for(mirror=str(tmp_path / "data.zip"))), files)
+
+
+def fake_generator(monkeypatch, splits: tuple[str, ...]) -> list:
+    """Install a stand-in ``hsc.data.synthetic`` that writes ``splits``; return its call log."""
+    calls = []
+
+    def generate(cfg, out_dir: Path) -> None:
+        calls.append((cfg, out_dir))
+        for name, data in scan_files("synthetic", splits).items():
+            (out_dir / name).write_bytes(data)
+
+    monkeypatch.setitem(sys.modules, "hsc.data.synthetic", types.SimpleNamespace(generate=generate))
+    return calls
+
+
+def test_synthetic_is_generated_into_the_output(tmp_path, monkeypatch) -> None:
+    calls = fake_generator(monkeypatch, ("train", "dev", "test"))
+    params = params_for("synthetic", mirror=closed_port_url())  # the mirror does not apply
+    out = fetch_into(tmp_path, params)
+    assert_holds(out, scan_files("synthetic", ("train", "dev", "test")))
+    assert calls[0][0] == params.synthetic
+
+
+def test_synthetic_generator_output_is_checked(tmp_path, monkeypatch) -> None:
+    fake_generator(monkeypatch, ("train", "dev"))
+    with pytest.raises(HscError, match=r"did not write test_ims.npy, test_caps.txt"):
+        fetch_into(tmp_path, params_for("synthetic"))
+    assert_nothing_built(tmp_path / "raw" / "synthetic")
+
+
+# --- stage command --------------------------------------------------------------------------
+
+
+def write_params(path: Path, mirror: str) -> Path:
+    path.write_text(yaml.safe_dump({"dataset": "f30k_precomp", "download": {"mirror": mirror, "retries": 0}}))
+    return path
+
+
+def test_stage_extracts_from_the_mirror_in_params(tmp_path) -> None:
+    files = write_scan_zip(tmp_path / "data.zip")
+    params = write_params(tmp_path / "params.yaml", str(tmp_path / "data.zip"))
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out), "--cache", str(tmp_path / "dl")])
+    assert result.exit_code == 0, result.output
+    assert f"f30k_precomp: 6 files in {out}" in result.output
+    assert_holds(out, files)
+
+
+def test_stage_mirror_option_overrides_params(tmp_path) -> None:
+    files = write_scan_zip(tmp_path / "data.zip")
+    params = write_params(tmp_path / "params.yaml", closed_port_url())
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out),
+                                      "--mirror", (tmp_path / "data.zip").as_uri()])
+    assert result.exit_code == 0, result.output
+    assert_holds(out, files)
+
+
+def test_stage_without_network_fails_with_one_line(tmp_path) -> None:
+    url = closed_port_url()
+    params = write_params(tmp_path / "params.yaml", url)
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out), "--cache", str(tmp_path / "dl")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, HscError)
+    message = str(result.exception)
+    assert "\n" not in message and url in message and "--mirror" in message
+    assert not out.exists()
+
+
+def test_stage_help_lists_every_option() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--params", "--out", "--cache", "--mirror"):
+        assert option in result.output

@@ -1,0 +1,127 @@
+"""The evaluate stage end to end on tiny prepared splits and tiny checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hsc.checkpoint import save_checkpoint
+from hsc.data.store import write_split
+from hsc.data.vocab import EncodedCaptions
+from hsc.errors import HscError
+from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
+from hsc.models.config import ModelConfig
+from hsc.models.registry import build_model
+from stages.evaluate import app
+
+VOCAB_SHA = "a" * 64
+REGIONS, FEAT_DIM, VOCAB_SIZE = 4, 8, 20
+
+
+class ArrayFeatures:
+    def __init__(self, feats: np.ndarray) -> None:
+        self.feats = feats
+        self.regions, self.feat_dim = feats.shape[1:]
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return self.feats[start:stop]
+
+
+def prepare_split(data: Path, dataset: str, split: str, n_images: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    n_captions = 5 * n_images
+    lengths = rng.integers(3, 9, n_captions)
+    tokens = rng.integers(4, VOCAB_SIZE, int(lengths.sum())).astype(np.int32)
+    captions = EncodedCaptions(tokens=tokens, offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                               n_words=int(lengths.sum()), n_unknown=0)
+    attrs = {"dataset": dataset, "split": split, "tokenizer": "test", "vocab_sha256": VOCAB_SHA,
+             "vocab_size": VOCAB_SIZE, "source_sha256": "{}", "captions_per_image": 5}
+    feats = rng.standard_normal((n_images, REGIONS, FEAT_DIM)).astype(np.float32)
+    write_split(data / f"{split}.h5", ArrayFeatures(feats), n_images, captions, np.arange(n_captions) // 5, attrs)
+
+
+def make_checkpoint(path: Path, seed: int, vocab_sha256: str = VOCAB_SHA) -> Path:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(name="hsc", img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB_SIZE, embed_size=16,
+                      word_dim=8, sim_dim=8, graph_blocks=1, text_attn_layers=1)
+    save_checkpoint(path, build_model(cfg), vocab_sha256=vocab_sha256)
+    return path
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text("evaluate:\n  device: cpu\n  encode_batch: 7\n  img_block: 3\n  cap_block: 11\n")
+    return path
+
+
+def run_evaluate(tmp_path: Path, params: Path, data: Path, checkpoints: list[Path], *extra: str):
+    args = ["--params", str(params), "--data", str(data), "--out", str(tmp_path / "metrics" / "eval.json"),
+            "--plots", str(tmp_path / "metrics" / "recall"), "--sims-dir", str(tmp_path / "sims"), *extra]
+    for checkpoint in checkpoints:
+        args += ["--checkpoint", str(checkpoint)]
+    return CliRunner().invoke(app, args)
+
+
+def test_synthetic_metrics_plots_and_saved_scores(tmp_path: Path, params_file: Path) -> None:
+    data = tmp_path / "prepared"
+    prepare_split(data, "synthetic", "test", n_images=10)
+    checkpoint = make_checkpoint(tmp_path / "best.pt", seed=0)
+    result = run_evaluate(tmp_path, params_file, data, [checkpoint], "--save-sims")
+    assert result.exit_code == 0, result.output
+    assert "synthetic_5fold" in result.output  # the rich table
+
+    report = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert list(report) == ["synthetic_5fold", "synthetic_full"]
+    assert all(tuple(sorted(m)) == tuple(sorted(METRIC_KEYS)) for m in report.values())
+    sims = np.load(tmp_path / "sims" / "test_sims.npy")
+    assert sims.shape == (10, 50) and sims.dtype == np.float32
+    full, folds = rank_metrics(sims), fold_metrics(sims, 5)
+    assert report["synthetic_full"] == {key: pytest.approx(full[key], abs=0.005) for key in METRIC_KEYS}
+    assert report["synthetic_5fold"] == {key: pytest.approx(folds[key], abs=0.005) for key in METRIC_KEYS}
+    ranks = np.load(tmp_path / "sims" / "test_ranks.npz")
+    assert ranks["i2t"].shape == (10,) and ranks["t2i"].shape == (50,)
+
+    tsv = (tmp_path / "metrics" / "recall" / "synthetic_full.tsv").read_text().splitlines()
+    assert tsv[0] == "k\ti2t\tt2i" and len(tsv) == 1 + 10 and tsv[-1].split("\t")[::2] == ["10", "100.00"]
+    assert len((tmp_path / "metrics" / "recall" / "synthetic_5fold.tsv").read_text().splitlines()) == 1 + 2
+
+
+def test_ensemble_is_the_mean_of_the_models_scores(tmp_path: Path, params_file: Path) -> None:
+    data = tmp_path / "prepared"
+    prepare_split(data, "f30k_precomp", "test", n_images=6)
+    first, second = make_checkpoint(tmp_path / "a.pt", seed=1), make_checkpoint(tmp_path / "b.pt", seed=2)
+    scores = []
+    for checkpoints in ([first], [second], [first, second]):
+        result = run_evaluate(tmp_path, params_file, data, checkpoints, "--save-sims")
+        assert result.exit_code == 0, result.output
+        scores.append(np.load(tmp_path / "sims" / "test_sims.npy"))
+    assert not np.allclose(scores[0], scores[1])
+    np.testing.assert_allclose(scores[2], (scores[0] + scores[1]) / 2, rtol=1e-6)
+    assert list(json.loads((tmp_path / "metrics" / "eval.json").read_text())) == ["f30k_1k"]
+
+
+def test_coco_scores_testall_once_for_5k_and_1k(tmp_path: Path, params_file: Path) -> None:
+    data = tmp_path / "prepared"
+    prepare_split(data, "coco_precomp", "test", n_images=2)
+    prepare_split(data, "coco_precomp", "testall", n_images=10, seed=1)
+    result = run_evaluate(tmp_path, params_file, data, [make_checkpoint(tmp_path / "m.pt", seed=0)], "--save-sims")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((tmp_path / "metrics" / "eval.json").read_text())) == ["coco_1k", "coco_5k"]
+    assert sorted(p.name for p in (tmp_path / "sims").iterdir()) == ["testall_ranks.npz", "testall_sims.npy"]
+
+
+def test_vocabulary_mismatch_names_both_files(tmp_path: Path, params_file: Path) -> None:
+    data = tmp_path / "prepared"
+    prepare_split(data, "synthetic", "test", n_images=5)
+    checkpoint = make_checkpoint(tmp_path / "other.pt", seed=0, vocab_sha256="b" * 64)
+    result = run_evaluate(tmp_path, params_file, data, [checkpoint])
+    assert isinstance(result.exception, HscError)
+    message = str(result.exception)
+    assert str(checkpoint) in message and str(data / "test.h5") in message and "vocabulary" in message
+    assert not (tmp_path / "metrics" / "eval.json").exists()

@@ -1,0 +1,68 @@
+"""Protocols per dataset, sliced from one score matrix, and the rows scored per split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsc.errors import HscError
+from hsc.evaluation.protocols import Protocol, protocols_for, run_protocols, scored_image_rows, splits_to_score
+from hsc.evaluation.ranks import fold_metrics, rank_metrics
+
+
+def touch_splits(tmp_path: Path, *splits: str) -> Path:
+    for split in splits:
+        (tmp_path / f"{split}.h5").write_bytes(b"")
+    return tmp_path
+
+
+def test_coco_uses_testall_for_5k_and_its_folds_for_1k(tmp_path: Path) -> None:
+    data = touch_splits(tmp_path, "test", "testall")
+    assert splits_to_score("coco_precomp", data) == ["testall"]
+    assert protocols_for("coco_precomp", {"testall": 5000}) == [
+        Protocol("coco_5k", "testall"), Protocol("coco_1k", "testall", folds=5)]
+
+
+def test_coco_without_testall_scores_test_as_1k(tmp_path: Path) -> None:
+    data = touch_splits(tmp_path, "test")
+    assert splits_to_score("coco_precomp", data) == ["test"]
+    assert protocols_for("coco_precomp", {"test": 1000}) == [Protocol("coco_1k", "test")]
+
+
+def test_f30k_and_synthetic(tmp_path: Path) -> None:
+    data = touch_splits(tmp_path, "test")
+    assert splits_to_score("f30k_precomp", data) == ["test"]
+    assert protocols_for("f30k_precomp", {"test": 1000}) == [Protocol("f30k_1k", "test")]
+    assert [p.name for p in protocols_for("synthetic", {"test": 250})] == ["synthetic_full", "synthetic_5fold"]
+    assert [p.name for p in protocols_for("synthetic", {"test": 251})] == ["synthetic_full"]
+
+
+def test_missing_split_and_unknown_dataset(tmp_path: Path) -> None:
+    with pytest.raises(HscError, match=r"test\.h5: missing"):
+        splits_to_score("f30k_precomp", tmp_path)
+    with pytest.raises(HscError, match="unknown dataset 'flickr'"):
+        splits_to_score("flickr", tmp_path)
+
+
+def test_run_protocols_slices_one_matrix() -> None:
+    rng = np.random.default_rng(0)
+    sims = rng.standard_normal((10, 50)).astype(np.float32)
+    sims[np.arange(50) // 5, np.arange(50)] += 1.0
+    results = run_protocols(protocols_for("coco_precomp", {"testall": 10}), {"testall": sims})
+    five_k, one_k = results
+    assert five_k.metrics == rank_metrics(sims)
+    assert one_k.metrics == fold_metrics(sims, folds=5)
+    assert five_k.curve.k.tolist() == list(range(1, 11)) and one_k.curve.k.tolist() == [1, 2]
+
+
+def test_scored_rows() -> None:
+    per_image = np.arange(15) // 5
+    assert scored_image_rows(3, per_image, "s").tolist() == [0, 1, 2]
+    per_caption = np.arange(15)
+    assert scored_image_rows(15, per_caption, "s").tolist() == [0, 5, 10]
+    with pytest.raises(HscError, match="s: 14 captions for 3 images"):
+        scored_image_rows(3, per_image[:14], "s")
+    with pytest.raises(HscError, match="caption_image is not j // 5"):
+        scored_image_rows(3, per_image[::-1].copy(), "s")

@@ -1,0 +1,125 @@
+"""Tokeniser and vocabulary: SCAN's ids, its JSON format, and the released vocabularies."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsc.data.precomp import iter_captions
+from hsc.data.tokenizer import tokenize, tokenize_all, tokenizer_name
+from hsc.data.vocab import END_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
+from hsc.errors import HscError
+
+
+def test_tokenize_lower_cases_and_splits_punctuation():
+    assert tokenize("A Man's DOG, running.") == ["a", "man", "'s", "dog", ",", "running", "."]
+    assert "nltk" in tokenizer_name()
+
+
+def test_token_table_keeps_captions_and_counts():
+    captions = ["a dog runs .", "A DOG", "..."]
+    table = tokenize_all(iter(captions))
+    assert table.n_captions == 3
+    assert [table.caption(j) for j in range(3)] == [tokenize(c) for c in captions]
+    assert table.counts() == Counter(token for c in captions for token in tokenize(c))
+
+
+def test_built_vocabulary_orders_by_count_then_alphabet():
+    vocab = Vocabulary.from_counts({"b": 5, "a": 5, "c": 7, "rare": 3, "<unk>": 9}, min_count=4)
+    assert [vocab.word_of(i) for i in range(len(vocab))] == [*SPECIALS, "c", "a", "b"]
+
+
+def test_encode_adds_start_end_and_unknown():
+    vocab = Vocabulary.from_counts({"dog": 4, "a": 4}, min_count=4)
+    assert vocab.encode(["a", "cat"]) == [START_ID, vocab.id_of("a"), UNK_ID, END_ID]
+
+
+def test_encode_table_matches_encode_per_caption():
+    vocab = Vocabulary.from_counts({"a": 9, "dog": 5, "runs": 4}, min_count=4)
+    table = tokenize_all(["a dog runs", "a cat", "...", "dog"])
+    encoded = vocab.encode_table(table)
+    for j in range(table.n_captions):
+        assert encoded.tokens[encoded.offsets[j]:encoded.offsets[j + 1]].tolist() == vocab.encode(table.caption(j))
+    assert (encoded.n_words, encoded.n_unknown) == (7, 2)  # "cat" and "..." are unknown
+    head = encoded.head(2)
+    assert (head.n_captions, head.n_words, head.n_unknown) == (2, 5, 1)
+
+
+def test_save_load_round_trips_ids_and_hash(tmp_path: Path):
+    vocab = Vocabulary.from_counts({"zebra": 8, "a": 6, "dog": 6}, min_count=1)
+    vocab.save(tmp_path / "vocab.json")
+    loaded = Vocabulary.load(tmp_path / "vocab.json")
+    assert [loaded.word_of(i) for i in range(len(loaded))] == [vocab.word_of(i) for i in range(len(vocab))]
+    assert loaded.sha256 == vocab.sha256
+    assert Vocabulary.from_counts({"zebra": 8, "a": 6, "dog": 7}, min_count=1).sha256 != vocab.sha256
+
+
+@pytest.mark.parametrize("name, size", [("f30k_precomp", 8481), ("coco_precomp", 11353)])
+def test_released_vocabulary_keeps_its_ids(shared_scan: Path, tmp_path: Path, name: str, size: int):
+    path = shared_scan / "vocab" / f"{name}_vocab.json"
+    vocab = Vocabulary.load(path)
+    assert len(vocab) == size
+    word2idx = json.loads(path.read_text(encoding="utf-8"))["word2idx"]
+    assert all(vocab.id_of(word) == idx for word, idx in word2idx.items())
+    vocab.save(tmp_path / "copy.json")
+    copy = Vocabulary.load(tmp_path / "copy.json")
+    assert copy.sha256 == vocab.sha256
+    assert json.loads((tmp_path / "copy.json").read_text(encoding="utf-8"))["word2idx"] == word2idx
+
+
+def test_f30k_test_captions_are_almost_all_known(shared_scan: Path):
+    vocab = Vocabulary.load(shared_scan / "vocab" / "f30k_precomp_vocab.json")
+    encoded = vocab.encode_table(tokenize_all(iter_captions(shared_scan / "f30k_precomp" / "test_caps.txt")))
+    print(f"F30K test: {100 * encoded.unknown_rate:.2f}% of {encoded.n_words} tokens unknown")
+    assert encoded.n_captions == 5000
+    assert encoded.unknown_rate <= 0.01
+
+
+def _vocab_json(words: list[str]) -> dict:
+    return {"word2idx": {w: i for i, w in enumerate(words)},
+            "idx2word": {str(i): w for i, w in enumerate(words)}, "idx": len(words)}
+
+
+def _drop(data: dict, key: str) -> dict:
+    return {k: v for k, v in data.items() if k != key}
+
+
+GOOD = _vocab_json([*SPECIALS, "dog", "cat"])
+BAD_VOCABS = {
+    "missing word2idx": (_drop(GOOD, "word2idx"), "word2idx"),
+    "missing idx2word": (_drop(GOOD, "idx2word"), "idx2word"),
+    "missing idx": (_drop(GOOD, "idx"), "idx"),
+    "idx wrong": ({**GOOD, "idx": 7}, "idx"),
+    "id gap": ({**GOOD, "idx2word": {**_drop(GOOD["idx2word"], "5"), "6": "cat"}}, "idx2word"),
+    "maps disagree": ({**GOOD, "word2idx": {**GOOD["word2idx"], "cat": 4, "dog": 5}}, "word2idx"),
+    "extra word": ({**GOOD, "word2idx": {**GOOD["word2idx"], "cow": 6}}, "word2idx"),
+    "no specials": (_vocab_json(["dog", "<pad>", "<start>", "<end>", "<unk>"]), "idx2word"),
+    "not an object": ([1, 2], "word2idx"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VOCABS))
+def test_bad_vocabulary_json_names_file_and_key(tmp_path: Path, case: str):
+    data, key = BAD_VOCABS[case]
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(HscError, match=key) as info:
+        Vocabulary.load(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unreadable_vocabulary_files(tmp_path: Path):
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(HscError, match="broken.json: not a valid JSON"):
+        Vocabulary.load(tmp_path / "broken.json")
+    with pytest.raises(HscError, match="absent.json: no such vocabulary file"):
+        Vocabulary.load(tmp_path / "absent.json")
+
+
+def test_token_ids_are_int32_arrays():
+    table = tokenize_all([])
+    assert table.type_ids.dtype == np.int32 and table.offsets.tolist() == [0]

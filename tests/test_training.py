@@ -1,0 +1,116 @@
+"""The training loop: schedule, resume equality, stale checkpoints, NaN and init errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hsc.checkpoint import load_checkpoint, save_checkpoint
+from hsc.errors import HscError
+from hsc.params import Params
+from hsc.training.loop import Trainer, learning_rate
+from hsc.training.resume import run_fingerprint
+
+
+def tiny_params(tiny_params_dict: dict, **train) -> Params:
+    raw = {**tiny_params_dict, "train": {**tiny_params_dict["train"], **train}}
+    return Params.model_validate(raw)
+
+
+def test_learning_rate_decays_tenfold_every_lr_update_epochs():
+    assert [learning_rate(2e-4, 2, e) for e in range(5)] == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5, 2e-6])
+
+
+def test_fingerprint_ignores_epochs_but_not_the_recipe(tiny_params_dict):
+    base = run_fingerprint(tiny_params(tiny_params_dict), {"data": 1})
+    assert run_fingerprint(tiny_params(tiny_params_dict, epochs=9), {"data": 1}) == base
+    assert run_fingerprint(tiny_params(tiny_params_dict, lr=3e-3), {"data": 1}) != base
+    assert run_fingerprint(tiny_params(tiny_params_dict), {"data": 2}) != base
+
+
+def run(params: Params, data: Path, root: Path):
+    return Trainer(params, data, root / "ckpt", root / "metrics").run()
+
+
+def test_trains_and_writes_checkpoints_and_curves(tiny_prepared, tiny_params_dict, tmp_path):
+    result = run(tiny_params(tiny_params_dict), tiny_prepared, tmp_path)
+    assert result.best_path.exists() and result.last_path.exists()
+    last = load_checkpoint(result.last_path)
+    assert last["epoch"] == 2 and len(last["history"]) == 2
+    assert (tmp_path / "metrics" / "metrics.json").exists()
+    loss_curve = (tmp_path / "metrics" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    assert len(loss_curve) == 3  # header + one row per epoch
+    assert math.isfinite(result.best_rsum)
+
+
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+    params = tiny_params(tiny_params_dict)
+    straight = run(params, tiny_prepared, tmp_path / "straight")
+
+    calls = {"n": 0}
+    real_validate = Trainer._validate
+
+    def crash_in_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_validate(self)
+
+    monkeypatch.setattr(Trainer, "_validate", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(params, tiny_prepared, tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed" / "ckpt" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "_validate", real_validate)
+    resumed = run(params, tiny_prepared, tmp_path / "resumed")
+
+    a, b = load_checkpoint(straight.last_path), load_checkpoint(resumed.last_path)
+    assert a["history"] == b["history"]
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    assert resumed.best_rsum == straight.best_rsum
+
+
+def test_checkpoint_from_other_params_is_not_resumed_silently(tiny_prepared, tiny_params_dict, tmp_path, capsys):
+    run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path)
+    run(tiny_params(tiny_params_dict, epochs=1, lr=3e-3), tiny_prepared, tmp_path)
+    assert "trained with other params" in capsys.readouterr().out
+
+
+def test_raising_epochs_continues_a_finished_run(tiny_prepared, tiny_params_dict, tmp_path, capsys):
+    run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path)
+    run(tiny_params(tiny_params_dict, epochs=2), tiny_prepared, tmp_path)
+    assert "resuming from" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["epoch"] == 2
+
+
+def test_nan_loss_stops_and_names_the_step_and_the_kept_checkpoint(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+    params = tiny_params(tiny_params_dict)
+    trainer = Trainer(params, tiny_prepared, tmp_path / "ckpt", tmp_path / "metrics")
+    monkeypatch.setattr(trainer.loss_fn, "forward", lambda scores: scores.sum() * float("nan"))
+    with pytest.raises(HscError, match=r"loss became nan at epoch 1, step 1; no checkpoint was written yet"):
+        trainer.run()
+
+
+def test_fine_tuning_refuses_a_checkpoint_with_another_vocabulary(tiny_prepared, tiny_params_dict, tmp_path):
+    first = run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path / "a")
+    state = load_checkpoint(first.best_path)
+    from hsc.models.config import ModelConfig
+    from hsc.models.registry import build_model
+
+    model = build_model(ModelConfig.from_dict(state["model_config"]))
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, model, vocab_sha256="0" * 64)
+    with pytest.raises(HscError, match="vocabulary differs"):
+        Trainer(tiny_params(tiny_params_dict, init=str(foreign)), tiny_prepared, tmp_path / "b", tmp_path / "m")
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_prepared, tiny_params_dict, tmp_path):
+    first = run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path / "a")
+    trainer = Trainer(tiny_params(tiny_params_dict, init=str(first.best_path)), tiny_prepared,
+                      tmp_path / "b", tmp_path / "m")
+    start = load_checkpoint(first.best_path)["state_dict"]
+    for key, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor.cpu(), start[key]), key
