@@ -11,7 +11,8 @@ import pytest
 
 from hsc.data import store
 from hsc.data.precomp import open_split
-from hsc.data.store import SplitReader, sha256_files, write_split
+from hsc.data.store import SplitReader, write_split
+from hsc.hashing import sha256_files
 from hsc.data.tokenizer import tokenize_all
 from hsc.data.vocab import Vocabulary
 from hsc.errors import HscError

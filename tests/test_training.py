@@ -114,3 +114,28 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_prepared, tiny_params_di
     start = load_checkpoint(first.best_path)["state_dict"]
     for key, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor.cpu(), start[key]), key
+
+
+def test_cuda_out_of_memory_says_which_batch_size_to_try(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_params(tiny_params_dict), tiny_prepared, tmp_path / "ckpt", tmp_path / "metrics")
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.model, "forward", out_of_memory)
+    with pytest.raises(HscError, match=r"CUDA out of memory at train.batch_size=16; .*train.batch_size=8"):
+        trainer.run()
+
+
+def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+    calls = []
+    real_validate = Trainer._validate
+
+    def counting(self):
+        calls.append(1)
+        return real_validate(self)
+
+    monkeypatch.setattr(Trainer, "_validate", counting)
+    run(tiny_params(tiny_params_dict, epochs=1, val_every_steps=5), tiny_prepared, tmp_path)
+    steps = math.ceil(300 / 16)  # 60 images x 5 captions, batch 16
+    assert len(calls) == (steps - 1) // 5 + 1  # every 5th step inside the epoch, then the epoch's end

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from hsc.atomic import write_json
 from hsc.errors import HscError
+from hsc.hashing import sha256_files
 from hsc.progress import bar
 
 CHUNK_BYTES = 1 << 20
@@ -58,17 +59,6 @@ def copy_stream(source: BinaryIO, sink: BinaryIO, on_chunk: Callable[[bytes], No
         on_chunk(chunk)
         copied += len(chunk)
     return copied
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of ``path``, behind a byte progress bar (archives are tens of GB)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source, bar(transfer=True) as progress:
-        task = progress.add_task(f"verify {path.name}", total=path.stat().st_size)
-        while chunk := source.read(CHUNK_BYTES):
-            digest.update(chunk)
-            progress.advance(task, len(chunk))
-    return digest.hexdigest()
 
 
 def link_or_copy(pairs: list[tuple[Path, Path]]) -> None:
@@ -214,7 +204,7 @@ def _verified_entry(path: Path, expected: dict | None, manifest_path: Path) -> d
     if expected is not None and size != expected["size"]:
         raise HscError(f"{path}: cached archive has {size:,} bytes but {manifest_path} recorded "
                        f"{expected['size']:,}; delete {path} and re-run")
-    digest = sha256_file(path)
+    digest = sha256_files([path], f"verify {path.name}")[path.name]
     if expected is not None and digest != expected["sha256"]:
         raise HscError(f"{path}: cached archive's sha256 {digest[:12]}... differs from "
                        f"{expected['sha256'][:12]}... in {manifest_path}; delete {path} and re-run")

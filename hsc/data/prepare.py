@@ -8,9 +8,10 @@ from pathlib import Path
 
 from hsc.atomic import atomic_directory
 from hsc.data import precomp
-from hsc.data.store import sha256_files, write_split
+from hsc.data.store import write_split
 from hsc.data.tokenizer import tokenize_all, tokenizer_name
 from hsc.data.vocab import Vocabulary
+from hsc.hashing import sha256_files
 from hsc.params import PrepareParams
 from hsc.progress import track
 
@@ -35,7 +36,8 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
     if vocab is None:
         vocab = Vocabulary.from_counts(tables["train"].counts() + tables["dev"].counts(), settings.min_count)
     vocab_source = f"build (min_count {settings.min_count})" if building else settings.vocab
-    digests = sha256_files([path for split in splits for path in (split.features_path, split.captions_path)])
+    digests = sha256_files([path for split in splits for path in (split.features_path, split.captions_path)],
+                           "hashing raw files")
 
     summaries = []
     with atomic_directory(out) as staging:

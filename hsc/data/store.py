@@ -7,10 +7,9 @@ naming the dataset, split, tokenizer, vocabulary and raw sources.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn, Protocol, Sequence
+from typing import Any, Iterable, Mapping, NoReturn, Protocol
 
 import h5py
 import numpy as np
@@ -25,7 +24,6 @@ DATASETS = ("features", "tokens", "offsets", "caption_image")
 ATTRIBUTES = ("dataset", "split", "format_version", "tokenizer", "vocab_sha256", "vocab_size",
               "source_sha256", "captions_per_image")
 BLOCK_BYTES = 16 << 20  # features copied this many bytes at a time: bounds peak memory
-_HASH_BYTES = 4 << 20
 
 
 class FeatureSource(Protocol):
@@ -35,21 +33,6 @@ class FeatureSource(Protocol):
     feat_dim: int
 
     def read_rows(self, start: int, stop: int) -> np.ndarray: ...
-
-
-def sha256_files(paths: Sequence[Path]) -> dict[str, str]:
-    """File name -> sha256, hashed streaming behind a bytes progress bar."""
-    digests = {}
-    with bar(transfer=True) as progress:
-        task = progress.add_task("hashing raw files", total=sum(path.stat().st_size for path in paths))
-        for path in paths:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while block := handle.read(_HASH_BYTES):
-                    digest.update(block)
-                    progress.advance(task, len(block))
-            digests[path.name] = digest.hexdigest()
-    return digests
 
 
 def write_split(path: Path, source: FeatureSource, n_images: int, captions: EncodedCaptions,

@@ -77,7 +77,7 @@ def build_dataset(cfg: SyntheticParams) -> tuple[World, dict[str, SyntheticSplit
     with bar(unit="img") as progress:
         for split, rng in zip(SPLITS, _streams(cfg)[1:]):
             task = progress.add_task(f"synthetic {split}", total=sizes[split])
-            splits[split] = _build_split(world, cfg, sizes[split], rng, lambda: progress.advance(task))
+            splits[split] = _build_split(world, cfg, sizes[split], rng, lambda task=task: progress.advance(task))
     return world, splits
 
 
