@@ -53,10 +53,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[RetrievalModel, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint dict) rebuilt from the checkpoint alone."""
     checkpoint = load_checkpoint(path, map_location=device)
-    model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
+    if "model_config" not in checkpoint or "state_dict" not in checkpoint:
+        raise HscError(f"{path}: an hsc checkpoint without model_config or state_dict; save it again")
+    try:
+        model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
+    except HscError as exc:
+        raise HscError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
         raise HscError(f"{path}: its weights do not fit its model_config ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), checkpoint
+
+
+def check_fits(path: Path, checkpoint: dict[str, Any], reader: Any) -> None:
+    """A checkpoint only scores data prepared with its vocabulary and feature size."""
+    trained, prepared = checkpoint.get("vocab_sha256"), reader.vocab_sha256
+    if trained != prepared:
+        raise HscError(f"{path}: vocabulary sha256 {str(trained)[:12]}... differs from {reader.path}'s "
+                       f"{prepared[:12]}...; prepare the data with the model's vocabulary (prepare.vocab)")
+    config = checkpoint.get("model_config", {})
+    for key, have, what in (("img_dim", reader.feat_dim, "features per region"), ("regions", reader.regions, "regions")):
+        if key in config and config[key] != have:
+            raise HscError(f"{path}: model expects {config[key]} {what} but {reader.path} has {have}; "
+                           f"use the dataset the model was made for")
 

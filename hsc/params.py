@@ -14,9 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsc.errors import HscError
 
-DATASETS = ("synthetic", "f30k_precomp", "coco_precomp")
-
-
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,6 +115,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise HscError(f"{path}: no such params file; run from the project root or pass --params") from None
+    except OSError as exc:
+        raise HscError(f"{path}: cannot read the params file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -29,7 +29,7 @@ def evaluate(
     image count divides by 5, synthetic_5fold.
     """
     from hsc.data.store import SplitReader
-    from hsc.devices import resolve_device
+    from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
     from hsc.evaluation.ensemble import ensemble_scores
     from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows, splits_to_score
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
@@ -41,9 +41,10 @@ def evaluate(
     split_images = {split: len(scored_image_rows(r.n_images, r.caption_image, str(r.path))) for split, r in readers.items()}
     protocols = protocols_for(dataset, split_images)
 
-    sims_by_split = ensemble_scores(checkpoint, readers, device=resolve_device(settings.device),
-                                    batch_size=settings.encode_batch, img_block=settings.img_block,
-                                    cap_block=settings.cap_block)
+    with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
+        sims_by_split = ensemble_scores(checkpoint, readers, device=resolve_device(settings.device, "evaluate.device"),
+                                        batch_size=settings.encode_batch, img_block=settings.img_block,
+                                        cap_block=settings.cap_block)
     results = run_protocols(protocols, sims_by_split)
     write_eval_json(out, results)
     write_recall_tsvs(plots, results)

@@ -18,7 +18,7 @@ def train(
     metrics: Path = typer.Option(Path("metrics/train"), help="DVCLive directory for per-epoch curves."),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this hsc checkpoint (overrides train.init)."),
 ) -> None:
-    """Train with the hinge loss on hardest negatives, validating on dev every epoch.
+    """Train with the hinge loss (hardest negatives when train.max_violation), validating on dev every epoch.
 
     Resumes from OUT/last.pt when it was made with the same params and data; a checkpoint
     from other params is named in a warning and replaced. Uses CUDA with AMP when present.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hsc.data.batches import (CaptionDataset, ImageDataset, PairDataset, collate_captions,
+from hsc.data.batches import (PairDataset, collate_captions,
                               collate_pairs)
 from hsc.data.store import SplitReader, write_split
 from hsc.data.tokenizer import tokenize_all
@@ -66,12 +66,8 @@ def test_collate_pairs_pads_with_zero(reader: SplitReader, features: np.ndarray)
     assert torch.equal(batch.images[2], torch.from_numpy(features[2]))
 
 
-def test_image_and_caption_datasets(reader: SplitReader, features: np.ndarray):
-    images = ImageDataset(reader)
-    assert len(images) == 3 and torch.equal(images[2], torch.from_numpy(features[2]))
-    captions = CaptionDataset(reader)
-    assert len(captions) == 6
-    tokens, lengths = collate_captions([captions[0], captions[1]])
+def test_collate_captions_pads_with_pad_id(reader: SplitReader):
+    tokens, lengths = collate_captions([torch.from_numpy(reader.caption(0)), torch.from_numpy(reader.caption(1))])
     assert tokens.shape == (2, 7) and lengths.tolist() == [4, 7]
     assert tokens[0, 4:].tolist() == [0, 0, 0]
 

@@ -76,7 +76,7 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_prepared, tiny_
 def test_checkpoint_from_other_params_is_not_resumed_silently(tiny_prepared, tiny_params_dict, tmp_path, capsys):
     run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path)
     run(tiny_params(tiny_params_dict, epochs=1, lr=3e-3), tiny_prepared, tmp_path)
-    assert "trained with other params" in capsys.readouterr().out
+    assert "trained with other params, data or code" in capsys.readouterr().out
 
 
 def test_raising_epochs_continues_a_finished_run(tiny_prepared, tiny_params_dict, tmp_path, capsys):
@@ -103,7 +103,7 @@ def test_fine_tuning_refuses_a_checkpoint_with_another_vocabulary(tiny_prepared,
     model = build_model(ModelConfig.from_dict(state["model_config"]))
     foreign = tmp_path / "foreign.pt"
     save_checkpoint(foreign, model, vocab_sha256="0" * 64)
-    with pytest.raises(HscError, match="vocabulary differs"):
+    with pytest.raises(HscError, match="vocabulary sha256 .* differs from"):
         Trainer(tiny_params(tiny_params_dict, init=str(foreign)), tiny_prepared, tmp_path / "b", tmp_path / "m")
 
 
@@ -123,7 +123,7 @@ def test_cuda_out_of_memory_says_which_batch_size_to_try(tiny_prepared, tiny_par
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainer.model, "forward", out_of_memory)
-    with pytest.raises(HscError, match=r"CUDA out of memory at train.batch_size=16; .*train.batch_size=8"):
+    with pytest.raises(HscError, match=r"CUDA out of memory; at train.batch_size=16 .*train.batch_size=8"):
         trainer.run()
 
 
@@ -139,3 +139,11 @@ def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_
     run(tiny_params(tiny_params_dict, epochs=1, val_every_steps=5), tiny_prepared, tmp_path)
     steps = math.ceil(300 / 16)  # 60 images x 5 captions, batch 16
     assert len(calls) == (steps - 1) // 5 + 1  # every 5th step inside the epoch, then the epoch's end
+
+
+def test_fingerprint_changes_with_the_package_code(tiny_params_dict, monkeypatch):
+    import hsc.training.resume as resume
+
+    base = run_fingerprint(tiny_params(tiny_params_dict), {"data": 1})
+    monkeypatch.setattr(resume, "code_digest", lambda: "edited")
+    assert run_fingerprint(tiny_params(tiny_params_dict), {"data": 1}) != base

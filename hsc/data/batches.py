@@ -42,32 +42,6 @@ class PairDataset(Dataset):
         return features, torch.from_numpy(self.reader.caption(j)), int(j), image
 
 
-class ImageDataset(Dataset):
-    """One item per image: its features (R, D) float32 (for encoding at evaluation)."""
-
-    def __init__(self, reader: SplitReader) -> None:
-        self.reader = reader
-
-    def __len__(self) -> int:
-        return self.reader.n_images
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.reader.features([i])[0])
-
-
-class CaptionDataset(Dataset):
-    """One item per caption: its ids (for encoding at evaluation)."""
-
-    def __init__(self, reader: SplitReader) -> None:
-        self.reader = reader
-
-    def __len__(self) -> int:
-        return self.reader.n_captions
-
-    def __getitem__(self, j: int) -> torch.Tensor:
-        return torch.from_numpy(self.reader.caption(j))
-
-
 def collate_pairs(items: Sequence[PairItem]) -> PairBatch:
     """Stack images and pad captions of :class:`PairDataset` items."""
     images, captions, caption_ids, image_ids = zip(*items)

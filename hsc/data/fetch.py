@@ -108,6 +108,11 @@ def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
     else:
         digest = download(url, path, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         entry = {"size": path.stat().st_size, "sha256": digest}
+        recorded = manifest.get(url)
+        if recorded is not None and recorded != entry:  # the server now sends other bytes
+            raise HscError(f"{path}: downloaded again, but its sha256 {digest[:12]}... differs from the "
+                           f"{recorded['sha256'][:12]}... recorded in {manifest_path}; if the source changed on "
+                           f"purpose, delete {path} and its entry in {manifest_path}")
     if manifest.get(url) != entry:
         manifest[url] = entry
         write_json(manifest_path, manifest)

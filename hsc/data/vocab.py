@@ -66,9 +66,6 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self._words)
 
-    def __contains__(self, word: object) -> bool:
-        return word in self._ids
-
     def id_of(self, word: str) -> int:
         return self._ids.get(word, UNK_ID)
 

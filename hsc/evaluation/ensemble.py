@@ -11,22 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from hsc.checkpoint import load_model
-from hsc.errors import HscError
+from hsc.checkpoint import check_fits, load_model
 from hsc.evaluation.scoring import encode_split, score_matrix
-
-
-def check_compatible(checkpoint_path: Path, checkpoint: Mapping[str, Any], reader: Any) -> None:
-    """The split must use the checkpoint's vocabulary and feature size."""
-    trained, prepared = checkpoint.get("vocab_sha256"), reader.vocab_sha256
-    if trained != prepared:
-        raise HscError(f"{checkpoint_path}: vocabulary sha256 {str(trained)[:12]}... differs from {reader.path}'s "
-                       f"{prepared[:12]}...; evaluate on data prepared with the model's vocabulary")
-    config = checkpoint.get("model_config", {})
-    for key, have, what in (("img_dim", reader.feat_dim, "features per region"), ("regions", reader.regions, "regions")):
-        if key in config and config[key] != have:
-            raise HscError(f"{checkpoint_path}: model expects {config[key]} {what} but {reader.path} has {have}; "
-                           f"evaluate on the dataset the model was trained on")
 
 
 def ensemble_scores(checkpoints: Sequence[Path], readers: Mapping[str, Any], *, device: torch.device,
@@ -36,7 +22,7 @@ def ensemble_scores(checkpoints: Sequence[Path], readers: Mapping[str, Any], *, 
     for path in checkpoints:
         model, checkpoint = load_model(path, device)
         for reader in readers.values():
-            check_compatible(path, checkpoint, reader)
+            check_fits(path, checkpoint, reader)
         for split, reader in readers.items():
             emb = encode_split(model, reader, batch_size=batch_size, device=device)
             sims = score_matrix(model, emb, img_block=img_block, cap_block=cap_block, device=device)

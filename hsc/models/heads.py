@@ -121,8 +121,9 @@ class SimilarityEncoder(nn.Module):
         self.head = head
         self.attn_lambda = attn_lambda
         # Captions per block keep Bi x block captions x longest x E floats under this: 2**23 (32 MB)
-        # measured fastest on 2 CPU cores; raise it on a GPU, where larger kernels pay.
-        self.chunk_elements = 2 ** 23
+        # measured fastest on 2 CPU cores; None picks that on a CPU and 2**27 on a GPU, where
+        # larger kernels pay.
+        self.chunk_elements: int | None = None
         self.v_global_w = VisualGlobal(embed_size, regions, dropout)
         self.t_global_w = TextGlobal(embed_size, dropout)
         self.sim_tranloc_w = nn.Linear(embed_size, sim_dim)
@@ -162,7 +163,8 @@ class SimilarityEncoder(nn.Module):
     def caption_blocks(self, n_images: int, lengths: torch.Tensor, embed_size: int) -> list[tuple[int, int]]:
         """[start, stop) caption ranges that keep n_images x block captions x longest x E under the budget."""
         per_caption = n_images * int(lengths.max()) * embed_size
-        size = max(1, self.chunk_elements // per_caption)
+        budget = self.chunk_elements or (2 ** 23 if lengths.device.type == "cpu" else 2 ** 27)
+        size = max(1, budget // per_caption)
         return [(start, min(start + size, len(lengths))) for start in range(0, len(lengths), size)]
 
     def pair_nodes(self, img: torch.Tensor, gram: torch.Tensor, img_glo: torch.Tensor, cap: torch.Tensor,
@@ -198,7 +200,8 @@ class SimilarityEncoder(nn.Module):
                        n_captions: int) -> torch.Tensor:
         """SCAN text-to-image attention weights (Bi, W, R) of every packed word over every image's regions."""
         n_images, n_regions, embed_size = img.shape
-        scores = F.leaky_relu(img.reshape(-1, embed_size) @ words.t(), 0.1).view(n_images, n_regions, -1)
+        # float32 from here: under AMP, fp16 sums of squares underflow and EPS rounds to 0.
+        scores = F.leaky_relu(img.reshape(-1, embed_size) @ words.t(), 0.1).view(n_images, n_regions, -1).float()
         # L2 over each caption's own words: per-caption sums of squares, gathered back per word.
         sums = scores.new_zeros(n_images, n_regions, n_captions).index_add_(2, word_caption, scores.square())
         scores = scores / (sums.sqrt() + EPS)[:, :, word_caption]

@@ -15,11 +15,6 @@ def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return x / (x.norm(dim=dim, keepdim=True) + EPS)
 
 
-def l1norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``x / (sum |x| + EPS)`` along ``dim``."""
-    return x / (x.abs().sum(dim=dim, keepdim=True) + EPS)
-
-
 def xavier_linear_(layer: nn.Linear) -> None:
     """Uniform(+-sqrt(6 / (in + out))) weights and zero bias, as SCAN/SGRAF initialise their Linears."""
     bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))

@@ -17,7 +17,6 @@ class RetrievalModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.regions = config.regions
         self.img_enc = ImageEncoder(config.img_dim, config.embed_size, config.graph_blocks, config.graph_heads)
         self.txt_enc = TextEncoder(config.vocab_size, config.word_dim, config.embed_size, config.text_attn_layers,
                                    config.text_attn_padding, config.bi_gru, config.embed_dropout)

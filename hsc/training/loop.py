@@ -15,14 +15,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from hsc.checkpoint import load_checkpoint, save_checkpoint
+from hsc.checkpoint import check_fits, load_checkpoint, load_model, save_checkpoint
 from hsc.data.batches import PairBatch, PairDataset, collate_pairs
 from hsc.data.store import SplitReader
-from hsc.devices import resolve_device
+from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
 from hsc.errors import HscError
 from hsc.evaluation.scoring import validate
+from hsc.hashing import sha256_files
 from hsc.loss import ContrastiveLoss
-from hsc.models.config import ModelConfig, resolve_model_config
+from hsc.models.config import resolve_model_config
 from hsc.models.registry import build_model
 from hsc.models.retrieval import RetrievalModel
 from hsc.params import Params
@@ -35,7 +36,6 @@ from hsc.training.resume import resumable_state, run_fingerprint
 class TrainResult:
     best_rsum: float
     best_epoch: int
-    epochs: int
     best_path: Path
     last_path: Path
 
@@ -51,7 +51,7 @@ class Trainer:
     def __init__(self, params: Params, data_dir: Path, out_dir: Path, metrics_dir: Path) -> None:
         self.params = params
         self.cfg = params.train
-        self.device = resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device, "train.device")
         self.use_amp = self.cfg.amp and self.device.type == "cuda"
         self.out_dir = out_dir
         self.metrics_dir = metrics_dir
@@ -60,14 +60,14 @@ class Trainer:
         self.vocab_sha256 = self.train_reader.vocab_sha256
         if self.dev_reader.vocab_sha256 != self.vocab_sha256:
             raise HscError(f"{data_dir}: train.h5 and dev.h5 were prepared with different vocabularies; re-run `hsc prepare`")
+        torch.manual_seed(self.cfg.seed)
+        self.model = self._build_model().to(self.device)  # before the fingerprint: it checks train.init
         self.fingerprint = run_fingerprint(params, {
             "vocab_sha256": self.vocab_sha256,
             "train_sources": self.train_reader.attrs.get("source_sha256"),
             "dev_sources": self.dev_reader.attrs.get("source_sha256"),
-            "init": self._init_identity(),
+            "init": sha256_files([Path(self.cfg.init)])[Path(self.cfg.init).name] if self.cfg.init else None,
         })
-        torch.manual_seed(self.cfg.seed)
-        self.model = self._build_model().to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.loss_fn = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
@@ -80,13 +80,6 @@ class Trainer:
     def best_path(self) -> Path:
         return self.out_dir / "best.pt"
 
-    def _init_identity(self) -> str | None:
-        """The starting checkpoint's content identity, so a different one is a different run."""
-        if self.cfg.init is None:
-            return None
-        init = load_checkpoint(Path(self.cfg.init))
-        return init.get("vocab_sha256", "") + ":" + str(init.get("model_config"))
-
     def _build_model(self) -> RetrievalModel:
         reader = self.train_reader
         if self.cfg.init is None:
@@ -95,18 +88,9 @@ class Trainer:
             return build_model(config)
         # Fine-tuning: the architecture is the starting checkpoint's, whatever params.model says.
         init_path = Path(self.cfg.init)
-        init = load_checkpoint(init_path)
-        if init.get("vocab_sha256") != self.vocab_sha256:
-            raise HscError(f"{init_path}: its vocabulary differs from the prepared data's; "
-                           "prepare the data with the vocabulary the checkpoint was made with (prepare.vocab)")
-        config = ModelConfig.from_dict(init["model_config"])
-        if (config.img_dim, config.regions) != (reader.feat_dim, reader.regions):
-            raise HscError(f"{init_path}: made for {config.regions} x {config.img_dim} region features, "
-                           f"but the data has {reader.regions} x {reader.feat_dim}")
-        model = build_model(config)
-        model.load_state_dict(init["state_dict"])
-        return model
-
+        model, init = load_model(init_path)
+        check_fits(init_path, init, reader)
+        return model.train()
     def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]]]:
         """(start epoch, step, best rsum, best epoch, history) from ``last.pt`` or a fresh start."""
         state = resumable_state(self.last_path, self.fingerprint, load_checkpoint)
@@ -114,10 +98,15 @@ class Trainer:
             return 0, 0, -math.inf, 0, []
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.use_amp and "scaler" in state:
+        if self.use_amp and state.get("scaler"):  # empty when the run so far had no AMP
             self.scaler.load_state_dict(state["scaler"])
         print(f"resuming from {self.last_path} after epoch {state['epoch']}")
-        return state["epoch"], state["step"], state["best_rsum"], state["best_epoch"], state["history"]
+        best_rsum, best_epoch = state["best_rsum"], state["best_epoch"]
+        if self.best_path.exists():  # a mid-epoch validation may have found a better model since
+            best = load_checkpoint(self.best_path)
+            if best.get("params_sha256") == self.fingerprint and best["dev_metrics"]["rsum"] > best_rsum:
+                best_rsum, best_epoch = best["dev_metrics"]["rsum"], best["epoch"]
+        return state["epoch"], state["step"], best_rsum, best_epoch, state["history"]
 
     def _loader(self, epoch: int) -> DataLoader:
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
@@ -131,15 +120,13 @@ class Trainer:
         tokens = batch.tokens.to(self.device, non_blocking=True)
         lengths = batch.lengths.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        try:
+        size = self.cfg.batch_size
+        with out_of_memory_advice(f"at train.batch_size={size} try a smaller batch, "
+                                  f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}"):
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 scores = self.model(images, tokens, lengths)
             loss = self.loss_fn(scores.float())
             self.scaler.scale(loss).backward()
-        except torch.cuda.OutOfMemoryError:
-            size = self.cfg.batch_size
-            raise HscError(f"CUDA out of memory at train.batch_size={size}; try a smaller batch, "
-                           f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}") from None
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
@@ -148,8 +135,9 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         ev = self.params.evaluate
-        metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
-                           img_block=ev.img_block, cap_block=ev.cap_block)
+        with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
+            metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
+                               img_block=ev.img_block, cap_block=ev.cap_block)
         self.model.train()
         return metrics
 
@@ -211,4 +199,4 @@ class Trainer:
         curves.close()
         if not self.best_path.exists():
             raise HscError(f"{self.out_dir}: no best.pt was written; delete the directory and train again")
-        return TrainResult(best_rsum, best_epoch, epochs, self.best_path, self.last_path)
+        return TrainResult(best_rsum, best_epoch, self.best_path, self.last_path)

@@ -1,8 +1,10 @@
 """Deciding whether an existing ``last`` checkpoint may be resumed.
 
-A run is identified by a fingerprint of everything that shapes its result (model, training
-recipe, data identity). ``epochs`` is left out on purpose: raising it continues a finished
-run. Device, workers and validation frequency do not change the weights and are left out too.
+A run is identified by a fingerprint of everything that shapes its result: the model and
+training params, the data, and the code of the ``hsc`` package (a fix to the model must not
+resume weights trained before it). ``epochs`` is left out on purpose: raising it continues a
+finished run. Device, AMP, workers and validation frequency are left out too: they change the
+numbers only at rounding level, and a run started on one device may go on on another.
 """
 
 from __future__ import annotations
@@ -12,20 +14,32 @@ import json
 from pathlib import Path
 from typing import Any
 
+import hsc
 from hsc.params import Params
 
 # Fields of TrainParams that do not change the trained weights.
 _NEUTRAL_TRAIN_FIELDS = {"epochs", "device", "workers", "val_every_steps", "amp"}
 
 
+def code_digest() -> str:
+    """sha256 over the source files of the installed ``hsc`` package."""
+    root = Path(hsc.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_fingerprint(params: Params, data_identity: dict[str, Any]) -> str:
-    """sha256 of the params and data that determine the training trajectory."""
+    """sha256 of the params, data and code that determine the training trajectory."""
     train = params.train.model_dump(exclude=_NEUTRAL_TRAIN_FIELDS)
     payload = {
         "dataset": params.dataset,
         "model": params.model.model_dump(),
         "train": train,
         "data": data_identity,
+        "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -40,6 +54,6 @@ def resumable_state(last: Path, fingerprint: str, load) -> dict | None:
         return None
     state = load(last)
     if state.get("params_sha256") != fingerprint:
-        print(f"warning: {last} was trained with other params or data; starting afresh")
+        print(f"warning: {last} was trained with other params, data or code; starting afresh")
         return None
     return state
