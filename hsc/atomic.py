@@ -66,6 +66,14 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def save_npy(path: str | Path, array: Any) -> None:
+    """``numpy.save`` atomically (through a handle: np.save would append .npy to the temporary name)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from hsc.atomic import atomic_path, write_text
+from hsc.atomic import save_npy, write_text
 from hsc.data.synthetic_captions import write_captions
 from hsc.data.synthetic_lexicon import ATTRIBUTES, OBJECTS, RELATIONS
 from hsc.data.synthetic_scenes import Scene, TwinEdit, make_twin, max_relations, sample_scene
@@ -86,8 +86,7 @@ def generate(cfg: SyntheticParams, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     _, splits = build_dataset(cfg)
     for split, data in splits.items():
-        with atomic_path(out_dir / f"{split}_ims.npy") as tmp, open(tmp, "wb") as handle:
-            np.save(handle, data.features)  # through a handle: np.save would append .npy to the temp name
+        save_npy(out_dir / f"{split}_ims.npy", data.features)
         write_text(out_dir / f"{split}_caps.txt", "".join(caption + "\n" for caption in data.captions))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hsc.atomic import atomic_path, write_json, write_text
+from hsc.atomic import atomic_path, save_npy, write_json, write_text
 from hsc.evaluation.protocols import ProtocolResult
 from hsc.evaluation.ranks import METRIC_KEYS, query_ranks
 
@@ -35,10 +35,9 @@ def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> Non
 
 def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray) -> None:
     """``<split>_sims.npy`` and the per-query ranks ``<split>_ranks.npz`` (``i2t``, ``t2i``)."""
-    # np.save would append ".npy" to the temporary name, so write through open handles.
-    with atomic_path(sims_dir / f"{split}_sims.npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, sims)
+    save_npy(sims_dir / f"{split}_sims.npy", sims)
     ranks = query_ranks(sims, f"{split} scores")
+    # Through a handle: np.savez would append .npz to the temporary name.
     with atomic_path(sims_dir / f"{split}_ranks.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, i2t=ranks.i2t, t2i=ranks.t2i)
 
