@@ -18,10 +18,10 @@ from hsc.data.synthetic_lexicon import (
     RELATION_FRAMES,
     Concept,
 )
+from hsc.data.precomp import CAPTIONS_PER_IMAGE
 from hsc.data.synthetic_scenes import Scene, TwinEdit
 from hsc.data.synthetic_world import World
 
-CAPTIONS_PER_IMAGE = 5
 # Of the five captions of either image of a near-twin pair, how many name what tells the
 # two apart; the others may describe parts the twins share, as real captions do.
 DISTINGUISHING_CAPTIONS = 3

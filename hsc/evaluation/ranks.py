@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hsc.data.precomp import CAPTIONS_PER_IMAGE
 from hsc.errors import HscError
 
-CAPTIONS_PER_IMAGE = 5
 RECALL_KS = (1, 5, 10)
 RECALL_KEYS = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in RECALL_KS)
 METRIC_KEYS = (
