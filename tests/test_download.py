@@ -9,10 +9,8 @@ import json
 import re
 import shutil
 import socket
-import sys
 import threading
 import time
-import types
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,10 +70,14 @@ class ServerState:
     ignore_range: bool = False  # answer every request with 200 and the whole body
     stall_s: float = 0.0  # wait this long before answering
     status: int = 200
+    framing: str = "length"  # how the body's end is shown: Content-Length, "chunked", or "close" (neither)
+    range_416: bool = True  # a Range past the end gets 416 with Content-Range "bytes */SIZE"; False omits it
     ranges: list[Optional[str]] = field(default_factory=list)
 
 
 class ArchiveHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked bodies need it; urllib asks to close after each request
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         requested = self.headers.get("Range")
@@ -87,17 +89,29 @@ class ArchiveHandler(BaseHTTPRequestHandler):
         start = 0
         if requested and not state.ignore_range:
             start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
+            if start >= len(state.payload):  # what real servers answer for a range past the end
+                self.send_response(416)
+                if state.range_416:
+                    self.send_header("Content-Range", f"bytes */{len(state.payload)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(state.payload) - 1}/{len(state.payload)}")
         else:
             self.send_response(200)
         body = state.payload[start:]
-        self.send_header("Content-Length", str(len(body)))
+        cut = state.cut_after is not None
+        sent = body[:state.cut_after] if cut else body
+        state.cut_after = None
+        if state.framing == "chunked":  # one chunk announced whole; a cut ends the stream inside it
+            self.send_header("Transfer-Encoding", "chunked")
+            sent = f"{len(body):x}\r\n".encode() + sent + (b"" if cut else b"\r\n0\r\n\r\n")
+        elif state.framing == "length":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if state.cut_after is not None:
-            body, state.cut_after = body[:state.cut_after], None
-            self.close_connection = True
-        self.wfile.write(body)
+        self.close_connection = cut or state.framing == "close"
+        self.wfile.write(sent)
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep test output quiet."""
@@ -195,6 +209,78 @@ def test_cut_connection_resumes_with_a_range_request(tmp_path, server) -> None:
     out = fetch_into(tmp_path, params_for(mirror=url))
     assert state.ranges == [None, f"bytes={half}-"]
     assert (tmp_path / "downloads" / archive_name(url)).read_bytes() == state.payload
+    assert_holds(out, files)
+
+
+def cached_and_part(tmp_path: Path, url: str) -> tuple[Path, Path]:
+    archive = tmp_path / "downloads" / archive_name(url)
+    return archive, partial_path(archive)
+
+
+def test_part_killed_after_its_last_byte_is_completed_without_a_new_transfer(tmp_path, server) -> None:
+    url, state, files = server
+    archive, part = cached_and_part(tmp_path, url)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(state.payload)  # every byte arrived; the rename did not happen
+    out = fetch_into(tmp_path, params_for(mirror=url, retries=0))
+    assert state.ranges == [f"bytes={len(state.payload)}-"]  # answered 416 "bytes */SIZE", nothing re-sent
+    assert archive.read_bytes() == state.payload and not part.exists()
+    manifest = json.loads((tmp_path / "downloads" / MANIFEST_NAME).read_text())
+    assert manifest[url]["sha256"] == hashlib.sha256(state.payload).hexdigest()
+    assert_holds(out, files)
+
+
+@pytest.mark.parametrize("range_416", [True, False], ids=["other-size", "no-content-range"])
+def test_416_that_does_not_confirm_the_part_restarts_from_zero(tmp_path, server, range_416) -> None:
+    url, state, files = server
+    state.range_416 = range_416
+    archive, part = cached_and_part(tmp_path, url)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(state.payload + b"stale tail")  # longer than what is served now
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [f"bytes={len(state.payload) + 10}-", None]
+    assert archive.read_bytes() == state.payload
+    assert_holds(out, files)
+
+
+def test_416_restart_is_named_when_retries_run_out(tmp_path, server) -> None:
+    url, state, _ = server
+    state.range_416 = False
+    _, part = cached_and_part(tmp_path, url)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(state.payload)
+    expected = rf"HTTP 416 to bytes={len(state.payload)}- \(no Content-Range\); deleted .*\.part to restart"
+    with pytest.raises(HscError, match=expected):
+        fetch_into(tmp_path, params_for(mirror=url, retries=0))
+    assert not part.exists()  # the next run starts from zero
+
+
+def test_cut_chunked_body_fails_the_attempt_instead_of_caching_a_short_archive(tmp_path, server) -> None:
+    url, state, _ = server
+    state.framing, state.cut_after = "chunked", len(state.payload) // 2  # http.client: IncompleteRead
+    with pytest.raises(HscError, match=rf"cannot download {re.escape(url)}: IncompleteRead.*1 attempt"):
+        fetch_into(tmp_path, params_for(mirror=url, retries=0))
+    assert not (tmp_path / "downloads" / archive_name(url)).exists()
+    assert not (tmp_path / "downloads" / MANIFEST_NAME).exists()
+
+
+def test_cut_chunked_body_is_retried(tmp_path, server) -> None:
+    url, state, files = server
+    state.framing, state.cut_after = "chunked", len(state.payload) // 2
+    assert_holds(fetch_into(tmp_path, params_for(mirror=url, retries=1)), files)
+    assert (tmp_path / "downloads" / archive_name(url)).read_bytes() == state.payload
+
+
+def test_body_without_length_is_checked_against_the_manifest_size(tmp_path, server) -> None:
+    url, state, files = server
+    fetch_into(tmp_path, params_for(mirror=url))
+    archive, _ = cached_and_part(tmp_path, url)
+    archive.unlink()  # e.g. deleted to free space; the manifest keeps its size and sha256
+    half = len(state.payload) // 2
+    state.framing, state.cut_after = "close", half  # the early close looks like a normal end
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [None, None, f"bytes={half}-"]  # the short body was resumed, not accepted
+    assert archive.read_bytes() == state.payload
     assert_holds(out, files)
 
 
@@ -388,7 +474,7 @@ def test_failure_keeps_the_old_output_and_success_replaces_it(tmp_path) -> None:
 
 
 def fake_generator(monkeypatch, splits: tuple[str, ...]) -> list:
-    """Install a stand-in ``hsc.data.synthetic`` that writes ``splits``; return its call log."""
+    """Replace the synthetic generator with one that writes ``splits``; return its call log."""
     calls = []
 
     def generate(cfg, out_dir: Path) -> None:
@@ -396,7 +482,7 @@ def fake_generator(monkeypatch, splits: tuple[str, ...]) -> list:
         for name, data in scan_files("synthetic", splits).items():
             (out_dir / name).write_bytes(data)
 
-    monkeypatch.setitem(sys.modules, "hsc.data.synthetic", types.SimpleNamespace(generate=generate))
+    monkeypatch.setattr("hsc.data.synthetic.generate", generate)
     return calls
 
 

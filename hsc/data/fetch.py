@@ -2,8 +2,11 @@
 
 A download streams into ``<archive>.part``, resumes it with a Range request after an
 interruption, retries with exponential backoff, and is renamed to ``<archive>`` only when its
-size matches Content-Length. ``<cache>/manifest.json`` records each URL's size and sha256 on
-first success, and a later run checks the cached archive against it instead of downloading.
+size matches Content-Length (without one, when it reaches the size the manifest recorded, if
+any). A part that already holds every byte (the server answers 416 naming that size) is
+renamed without transferring again. ``<cache>/manifest.json`` records each URL's size and
+sha256 on first success, and a later run checks the cached archive against it instead of
+downloading.
 """
 
 from __future__ import annotations
@@ -106,9 +109,10 @@ def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
     if path.exists():
         entry = _verified_entry(path, manifest.get(url), manifest_path)
     else:
-        digest = download(url, path, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
-        entry = {"size": path.stat().st_size, "sha256": digest}
         recorded = manifest.get(url)
+        digest = download(url, path, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+                          expected_size=recorded["size"] if recorded else None)
+        entry = {"size": path.stat().st_size, "sha256": digest}
         if recorded is not None and recorded != entry:  # the server now sends other bytes
             raise HscError(f"{path}: downloaded again, but its sha256 {digest[:12]}... differs from the "
                            f"{recorded['sha256'][:12]}... recorded in {manifest_path}; if the source changed on "
@@ -119,11 +123,14 @@ def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
     return path
 
 
-def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s: float = BACKOFF_S) -> str:
+def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s: float = BACKOFF_S,
+             expected_size: int | None = None) -> str:
     """Download ``url`` to ``dest`` (resuming ``dest.part``) and return its sha256.
 
     ``retries`` counts consecutive attempts that brought no new bytes: an attempt that made
     progress resets it, since a tens-of-GB transfer over a flaky link may need many resumes.
+    ``expected_size`` (the manifest's record) catches a body cut short when the server sends
+    no Content-Length.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
@@ -132,7 +139,7 @@ def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s:
         size_before = _size(part)
         attempts += 1
         try:
-            digest = _transfer(url, part, timeout_s)
+            digest = _transfer(url, part, timeout_s, expected_size)
             break
         except (_Transient, *NETWORK_ERRORS) as exc:
             failures = 0 if _size(part) > size_before else failures + 1
@@ -145,7 +152,7 @@ def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s:
     return digest
 
 
-def _transfer(url: str, part: Path, timeout_s: float) -> str:
+def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None) -> str:
     """One attempt: append the rest of ``url`` to ``part`` (or restart it); return the sha256."""
     have = _size(part)
     headers = {"User-Agent": USER_AGENT}
@@ -154,16 +161,14 @@ def _transfer(url: str, part: Path, timeout_s: float) -> str:
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416:  # the part is longer than what is served now: start over
-            part.unlink()
-            raise _Transient("HTTP 416, restarting the download") from None
+        if exc.code == 416:
+            return _complete_or_restart(exc, part, have)
         if exc.code == 429 or exc.code >= 500:
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
         raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     with response:
         start = _resume_offset(response, part, have)
-        length = response.headers.get("Content-Length")
-        total = start + int(length) if length is not None else None
+        total, known_from = _expected_total(response, start, expected_size)
         if total is not None:
             require_free_space(part.parent, total - start, f"downloading {url}")
         digest = _sha256_prefix(part, start)
@@ -175,9 +180,35 @@ def _transfer(url: str, part: Path, timeout_s: float) -> str:
                 progress.advance(task, len(chunk))
 
             received = start + copy_stream(response, sink, on_chunk)
-    if total is not None and received != total:
-        raise _Transient(f"got {received:,} of {total:,} bytes (Content-Length)")
+    # Only short is retried: http.client never reads past Content-Length, and a body longer than
+    # the manifest's size means the source changed, which cached_archive reports.
+    if total is not None and received < total:
+        raise _Transient(f"got {received:,} of {total:,} bytes ({known_from})")
     return digest.hexdigest()
+
+
+def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -> str:
+    """Answer a 416 to ``bytes={have}-``: return the part's sha256 when the server's
+    ``Content-Range: bytes */SIZE`` says it is already whole (killed after the last byte,
+    before the rename), else throw it away, since it no longer fits what is served."""
+    content_range = error.headers.get("Content-Range")
+    match = re.fullmatch(r"bytes \*/(\d+)", (content_range or "").strip())
+    if have and match is not None and int(match.group(1)) == have:
+        return _sha256_prefix(part, have).hexdigest()
+    part.unlink(missing_ok=True)
+    served = f"Content-Range '{content_range}'" if content_range else "no Content-Range"
+    raise _Transient(f"HTTP 416 to bytes={have}- ({served}); deleted {part} to restart from byte 0") from None
+
+
+def _expected_total(response: http.client.HTTPResponse, start: int,
+                    expected_size: int | None) -> tuple[int | None, str]:
+    """The size the file should reach, and what says so. Content-Length comes first; without it
+    (chunked or close-delimited) only the manifest's size can show that a body ended early,
+    since http.client itself notices a cut only inside a chunked body (IncompleteRead)."""
+    length = response.headers.get("Content-Length")
+    if length is not None:
+        return start + int(length), "Content-Length"
+    return expected_size, f"size recorded in {MANIFEST_NAME}"
 
 
 def _resume_offset(response: http.client.HTTPResponse, part: Path, have: int) -> int:
