@@ -7,12 +7,16 @@ reported once, as one line naming the file and the key, before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsc.errors import HscError
+
+DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp"]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -99,7 +103,7 @@ class EvaluateParams(Section):
 
 
 class Params(Section):
-    dataset: Literal["synthetic", "f30k_precomp", "coco_precomp"] = "synthetic"
+    dataset: DatasetName = "synthetic"
     download: DownloadParams = DownloadParams()
     synthetic: SyntheticParams = SyntheticParams()
     prepare: PrepareParams = PrepareParams()
@@ -128,8 +132,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def parse_params(raw: dict, source: str = "params") -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"])
         raise HscError(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})") from None
+    if params.dataset == "synthetic":
+        # Sizes that depend on each other and on the generator's lexicon; the generator imports this module.
+        from hsc.data.synthetic import check_params
+
+        try:
+            check_params(params.synthetic)
+        except HscError as exc:
+            raise HscError(f"{source}: {exc}") from None
+    return params

@@ -41,25 +41,28 @@ class SyntheticSplit:
 
 
 def check_params(cfg: SyntheticParams) -> None:
-    """Reject sizes the lexicon or the region budget cannot meet, naming the params key."""
+    """Reject sizes the lexicon or the region budget cannot meet, naming the params key.
+
+    ``parse_params`` runs this too when the dataset is synthetic, naming the params file first.
+    """
     for key, value, pool in (("n_objects", cfg.n_objects, OBJECTS), ("n_attributes", cfg.n_attributes, ATTRIBUTES),
                              ("n_relations", cfg.n_relations, RELATIONS)):
         if value > len(pool):
-            raise HscError(f"params.yaml: synthetic.{key} = {value} is more than the {len(pool)} the synthetic "
+            raise HscError(f"synthetic.{key} = {value} is more than the {len(pool)} the synthetic "
                            f"lexicon has words for; use at most {len(pool)}")
     if cfg.min_objects > cfg.max_objects:
-        raise HscError(f"params.yaml: synthetic.min_objects = {cfg.min_objects} is above synthetic.max_objects "
+        raise HscError(f"synthetic.min_objects = {cfg.min_objects} is above synthetic.max_objects "
                        f"= {cfg.max_objects}; lower it")
     if cfg.max_objects > cfg.n_objects:
-        raise HscError(f"params.yaml: synthetic.max_objects = {cfg.max_objects} is above synthetic.n_objects "
+        raise HscError(f"synthetic.max_objects = {cfg.max_objects} is above synthetic.n_objects "
                        f"= {cfg.n_objects} (a scene's objects have distinct categories); lower it")
     needed = cfg.max_objects * cfg.regions_per_object + max_relations(cfg.max_objects) + MIN_CLUTTER_REGIONS
     if cfg.regions < needed:
-        raise HscError(f"params.yaml: synthetic.regions = {cfg.regions} cannot hold max_objects x regions_per_object "
+        raise HscError(f"synthetic.regions = {cfg.regions} cannot hold max_objects x regions_per_object "
                        f"+ {max_relations(cfg.max_objects)} relation + {MIN_CLUTTER_REGIONS} clutter regions; "
                        f"use at least {needed}")
     if cfg.n_test % TEST_FOLDS:
-        raise HscError(f"params.yaml: synthetic.n_test = {cfg.n_test} is not divisible by {TEST_FOLDS} "
+        raise HscError(f"synthetic.n_test = {cfg.n_test} is not divisible by {TEST_FOLDS} "
                        f"(the 5-fold test protocol); use a multiple of {TEST_FOLDS}")
 
 
