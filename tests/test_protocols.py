@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hsc.data.sources import SOURCES
 from hsc.errors import HscError
 from hsc.evaluation.protocols import Protocol, protocols_for, run_protocols, scored_image_rows, splits_to_score
 from hsc.evaluation.ranks import fold_metrics, rank_metrics
+from hsc.params import DATASETS
 
 
 def touch_splits(tmp_path: Path, *splits: str) -> Path:
@@ -37,6 +39,17 @@ def test_f30k_and_synthetic(tmp_path: Path) -> None:
     assert protocols_for("f30k_precomp", {"test": 1000}) == [Protocol("f30k_1k", "test")]
     assert [p.name for p in protocols_for("synthetic", {"test": 250})] == ["synthetic_full", "synthetic_5fold"]
     assert [p.name for p in protocols_for("synthetic", {"test": 251})] == ["synthetic_full"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_every_dataset_params_accept_has_a_source_and_protocols(tmp_path: Path, dataset: str) -> None:
+    assert dataset in SOURCES
+    assert splits_to_score(dataset, touch_splits(tmp_path, "test")) == ["test"]
+    assert protocols_for(dataset, {"test": 1000})
+
+
+def test_every_source_is_a_dataset_params_accept() -> None:
+    assert set(SOURCES) == set(DATASETS)
 
 
 def test_missing_split_and_unknown_dataset(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from hsc.errors import HscError
 from hsc.evaluation.ranks import CAPTIONS_PER_IMAGE, RecallCurve, fold_curve, fold_metrics, rank_metrics, recall_curve
+from hsc.params import DATASETS
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
     """The splits whose score matrices the dataset's protocols need, checked to exist."""
     if dataset == "coco_precomp" and (data_dir / "testall.h5").is_file():
         splits = ["testall"]
-    elif dataset in ("coco_precomp", "f30k_precomp", "synthetic"):
+    elif dataset in DATASETS:
         splits = ["test"]
     else:
-        raise HscError(f"{data_dir}: unknown dataset '{dataset}' (expected synthetic, f30k_precomp or coco_precomp)")
+        raise HscError(f"{data_dir}: unknown dataset '{dataset}' (expected one of: {', '.join(DATASETS)})")
     for split in splits:
         if not (data_dir / f"{split}.h5").is_file():
             raise HscError(f"{data_dir / f'{split}.h5'}: missing; run `dvc repro prepare` first")
@@ -59,7 +60,7 @@ def protocols_for(dataset: str, split_images: Mapping[str, int]) -> list[Protoco
         if split_images["test"] % 5 == 0:
             protocols.append(Protocol("synthetic_5fold", "test", folds=5))
         return protocols
-    raise HscError(f"unknown dataset '{dataset}' (expected synthetic, f30k_precomp or coco_precomp)")
+    raise HscError(f"unknown dataset '{dataset}' (expected one of: {', '.join(DATASETS)})")
 
 
 def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndarray]) -> list[ProtocolResult]:
