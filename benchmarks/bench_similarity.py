@@ -10,8 +10,8 @@ arithmetic rate of the batched head (its three GEMMs: word-region scores, attend
 Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as the ceiling.
 (2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF)
 on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
-ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step; one warm-up step, then
-the mean seconds per step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
+ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step (the trainer's own
+:func:`~hsc.training.step.optimisation_step`); one warm-up step, then the mean seconds per step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from hsc.models.layers import l2norm
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
 from hsc.progress import track
+from hsc.training.step import optimisation_step
 
 IMAGES = CAPTIONS = 128
 REGIONS, FEAT_DIM, EMBED, SIM_DIM, VOCAB = 36, 2048, 1024, 256, 10_000
@@ -111,14 +112,7 @@ def bench_train_step(device: torch.device, steps: int) -> dict[str, float]:
     tokens, lengths = random_captions(generator, device)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            loss = loss_fn(model(feats, tokens, lengths))
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
-        scaler.step(optimizer)
-        scaler.update()
+        optimisation_step(model, loss_fn, optimizer, scaler, 2.0, feats, tokens, lengths)
 
     times = [timed(step, device) for _ in track(range(steps + 1), "training steps", unit="step")]
     return {"train_step_s": sum(times[1:]) / steps, "train_steps": steps, "amp": amp}

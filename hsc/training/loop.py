@@ -30,6 +30,7 @@ from hsc.params import Params
 from hsc.progress import bar
 from hsc.training.curves import Curves
 from hsc.training.resume import resumable_state, run_fingerprint
+from hsc.training.step import optimisation_step
 
 
 @dataclass
@@ -116,21 +117,12 @@ class Trainer:
                           pin_memory=self.device.type == "cuda")
 
     def _step(self, batch: PairBatch) -> float:
-        images = batch.images.to(self.device, non_blocking=True)
-        tokens = batch.tokens.to(self.device, non_blocking=True)
-        lengths = batch.lengths.to(self.device)
-        self.optimizer.zero_grad(set_to_none=True)
         size = self.cfg.batch_size
         with out_of_memory_advice(f"at train.batch_size={size} try a smaller batch, "
                                   f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}"):
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                scores = self.model(images, tokens, lengths)
-            loss = self.loss_fn(scores.float())
-            self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            loss = optimisation_step(self.model, self.loss_fn, self.optimizer, self.scaler, self.cfg.grad_clip,
+                                     batch.images.to(self.device, non_blocking=True),
+                                     batch.tokens.to(self.device, non_blocking=True), batch.lengths.to(self.device))
         return loss.item()
 
     def _validate(self) -> dict[str, float]:
