@@ -8,6 +8,8 @@ import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
+TRACKED_VOCAB_DIR = Path("data/vocab")  # a dependency of the prepare stage in dvc.yaml
+
 
 @app.command()
 def prepare(
@@ -27,8 +29,12 @@ def prepare(
     from hsc.params import load_params
 
     settings = load_params(params)
-    summaries, vocab_size = prepare_dataset(raw, out, settings.dataset, settings.prepare)
     console = Console()
+    vocab = settings.prepare.vocab
+    if vocab != "build" and not Path(vocab).resolve().is_relative_to(TRACKED_VOCAB_DIR.resolve()):
+        console.print(f"[yellow]warning:[/] prepare.vocab {vocab} is outside {TRACKED_VOCAB_DIR}/, which dvc.yaml "
+                      f"tracks: `dvc repro` will not re-run prepare when that file changes; copy it there")
+    summaries, vocab_size = prepare_dataset(raw, out, settings.dataset, settings.prepare)
     console.print(f"{settings.dataset}: vocabulary of {vocab_size:,} words -> {out}")
     for s in summaries:
         console.print(f"  {s.split:8s} {s.images:9,d} images {s.captions:10,d} captions  "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,19 @@ def test_released_vocabulary_keeps_exact_ids(raw: Path, tmp_path: Path, monkeypa
     line = (raw / "train_caps.txt").read_text(encoding="utf-8").splitlines()[0]
     assert train.caption(0).tolist() == [1, *(shuffled.index(w) if w != "a" else 3 for w in line.split()), 2]
     assert all(s.unknown_rate > 0 for s in summaries)
+
+
+@pytest.mark.parametrize("folder, warned", [("data/vocab", False), ("elsewhere", True)])
+def test_stage_warns_when_the_released_vocabulary_is_outside_the_tracked_folder(
+        raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str, warned: bool):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / folder).mkdir(parents=True)
+    Vocabulary.from_counts(Counter(WORDS), 1).save(tmp_path / folder / "released.json")
+    (tmp_path / "params.yaml").write_text(f"prepare:\n  vocab: {folder}/released.json\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["--params", "params.yaml", "--raw", str(raw), "--out", "out"])
+    assert result.exit_code == 0, result.output
+    assert ("dvc repro` will not re-run prepare" in " ".join(result.output.split())) is warned
+    assert (tmp_path / "out" / "train.h5").is_file()
 
 
 def test_crash_midway_leaves_no_output(raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
