@@ -284,6 +284,24 @@ def test_body_without_length_is_checked_against_the_manifest_size(tmp_path, serv
     assert_holds(out, files)
 
 
+def test_body_cut_without_length_or_manifest_is_deleted_not_recorded(tmp_path, server) -> None:
+    url, state, files = server
+    state.framing, state.cut_after = "close", len(state.payload) // 2
+    with pytest.raises(HscError, match=rf"^{re.escape(url)}: the [\d,]+ bytes received are cut short or not a zip"):
+        fetch_into(tmp_path, params_for(mirror=url))
+    assert list((tmp_path / "downloads").iterdir()) == []  # no archive, no manifest vouching for it
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+    assert_holds(fetch_into(tmp_path, params_for(mirror=url)), files)  # a re-run gets it whole
+
+
+def test_html_page_instead_of_the_archive_is_named_as_such(tmp_path, server) -> None:
+    url, state, _ = server
+    state.payload = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"
+    with pytest.raises(HscError, match=r"are an HTML page, not the file.*set download.mirror"):
+        fetch_into(tmp_path, params_for(mirror=url))
+    assert list((tmp_path / "downloads").iterdir()) == []
+
+
 def test_server_ignoring_range_restarts_cleanly(tmp_path, server) -> None:
     url, state, files = server
     state.cut_after, state.ignore_range = len(state.payload) // 3, True

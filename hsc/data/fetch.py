@@ -5,8 +5,8 @@ interruption, retries with exponential backoff, and is renamed to ``<archive>`` 
 size matches Content-Length (without one, when it reaches the size the manifest recorded, if
 any). A part that already holds every byte (the server answers 416 naming that size) is
 renamed without transferring again. ``<cache>/manifest.json`` records each URL's size and
-sha256 on first success, and a later run checks the cached archive against it instead of
-downloading.
+sha256 once it has been received whole and opens as a zip, and a later run checks the cached
+archive against it instead of downloading.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 from urllib.parse import urlparse
@@ -112,6 +113,7 @@ def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
         recorded = manifest.get(url)
         digest = download(url, path, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
                           expected_size=recorded["size"] if recorded else None)
+        _require_zip(url, path)
         entry = {"size": path.stat().st_size, "sha256": digest}
         if recorded is not None and recorded != entry:  # the server now sends other bytes
             raise HscError(f"{path}: downloaded again, but its sha256 {digest[:12]}... differs from the "
@@ -232,6 +234,20 @@ def _sha256_prefix(part: Path, length: int) -> hashlib._Hash:
                 digest.update(chunk)
                 length -= len(chunk)
     return digest
+
+
+def _require_zip(url: str, path: Path) -> None:
+    """Delete a download that is not a zip before the manifest vouches for it: a mirror that
+    answers with an HTML sign-in or quota page, or a body cut short without a Content-Length."""
+    if zipfile.is_zipfile(path):
+        return
+    with path.open("rb") as f:
+        head = f.read(256).lstrip().lower()
+    what = "an HTML page, not the file" if head.startswith((b"<!doctype html", b"<html")) else "cut short or not a zip"
+    size = path.stat().st_size
+    path.unlink()
+    raise FetchError(f"{url}: the {size:,} bytes received are {what}, so they were deleted; check that the URL "
+                     f"downloads data.zip itself, then re-run")
 
 
 def _verified_entry(path: Path, expected: dict | None, manifest_path: Path) -> dict:
