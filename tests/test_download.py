@@ -302,6 +302,30 @@ def test_html_page_instead_of_the_archive_is_named_as_such(tmp_path, server) -> 
     assert list((tmp_path / "downloads").iterdir()) == []
 
 
+def test_resumed_body_without_length_is_checked_against_its_content_range(tmp_path, server) -> None:
+    url, state, files = server
+    archive, part = cached_and_part(tmp_path, url)
+    part.parent.mkdir(parents=True)
+    third = len(state.payload) // 3
+    part.write_bytes(state.payload[:third])  # left by an earlier, interrupted run
+    state.framing, state.cut_after = "close", 100
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [f"bytes={third}-", f"bytes={third + 100}-"]  # the cut 206 was resumed
+    assert archive.read_bytes() == state.payload
+    assert_holds(out, files)
+
+
+def test_size_other_than_the_manifest_records_fails_before_the_transfer(tmp_path, server) -> None:
+    url, state, _ = server
+    fetch_into(tmp_path, params_for(mirror=url))
+    archive, part = cached_and_part(tmp_path, url)
+    archive.unlink()
+    state.payload += b"changed"
+    with pytest.raises(HscError, match=rf"serves {len(state.payload):,} bytes \(Content-Length\) but .*manifest"):
+        fetch_into(tmp_path, params_for(mirror=url))
+    assert len(state.ranges) == 2 and not part.exists()
+
+
 def test_server_ignoring_range_restarts_cleanly(tmp_path, server) -> None:
     url, state, files = server
     state.cut_after, state.ignore_range = len(state.payload) // 3, True

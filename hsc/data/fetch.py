@@ -1,10 +1,11 @@
 """Getting raw bytes onto disk: HTTP downloads into a persistent cache, and local copies.
 
 A download streams into ``<archive>.part``, resumes it with a Range request after an
-interruption, retries with exponential backoff, and is renamed to ``<archive>`` only when its
-size matches Content-Length (without one, when it reaches the size the manifest recorded, if
-any). A part that already holds every byte (the server answers 416 naming that size) is
-renamed without transferring again. ``<cache>/manifest.json`` records each URL's size and
+interruption, retries with exponential backoff, and is renamed to ``<archive>`` only when it
+reaches the size the server announced (Content-Length, or a 206's Content-Range total) or,
+without either, the size the manifest recorded. A size other than the manifest's fails before
+any transfer. A part that already holds every byte (the server answers 416 naming that size)
+is renamed without transferring again. ``<cache>/manifest.json`` records each URL's size and
 sha256 once it has been received whole and opens as a zip, and a later run checks the cached
 archive against it instead of downloading.
 """
@@ -171,6 +172,10 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
     with response:
         start = _resume_offset(response, part, have)
         total, known_from = _expected_total(response, start, expected_size)
+        if expected_size is not None and total != expected_size:  # before hours of transfer, not after
+            raise FetchError(f"{url}: serves {total:,} bytes ({known_from}) but {part.parent / MANIFEST_NAME} "
+                             f"recorded {expected_size:,}; if the source changed on purpose, delete that entry "
+                             f"and {part}, else use another mirror")
         if total is not None:
             require_free_space(part.parent, total - start, f"downloading {url}")
         digest = _sha256_prefix(part, start)
@@ -204,12 +209,16 @@ def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -
 
 def _expected_total(response: http.client.HTTPResponse, start: int,
                     expected_size: int | None) -> tuple[int | None, str]:
-    """The size the file should reach, and what says so. Content-Length comes first; without it
-    (chunked or close-delimited) only the manifest's size can show that a body ended early,
-    since http.client itself notices a cut only inside a chunked body (IncompleteRead)."""
+    """The size the file should reach, and what says so: Content-Length, else the total of a
+    206's Content-Range, else the manifest's size. Without any of them (a chunked or
+    close-delimited 200) a body that ends early goes unnoticed here: http.client notices a cut
+    only inside a chunked body (IncompleteRead), and cached_archive's zip check catches the rest."""
     length = response.headers.get("Content-Length")
     if length is not None:
         return start + int(length), "Content-Length"
+    whole = re.fullmatch(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", "").strip())
+    if response.status == 206 and whole is not None:
+        return int(whole.group(1)), "Content-Range"
     return expected_size, f"size recorded in {MANIFEST_NAME}"
 
 
