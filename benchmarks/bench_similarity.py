@@ -11,7 +11,8 @@ Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as t
 (2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF)
 on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
 ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step (the trainer's own
-:func:`~hsc.training.step.optimisation_step`); one warm-up step, then the mean seconds per step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
+:func:`~hsc.training.step.optimisation_step`); one warm-up step, then the mean seconds per
+step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
 """
 
 from __future__ import annotations

@@ -132,8 +132,8 @@ def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s:
 
     ``retries`` counts consecutive attempts that brought no new bytes: an attempt that made
     progress resets it, since a tens-of-GB transfer over a flaky link may need many resumes.
-    ``expected_size`` (the manifest's record) catches a body cut short when the server sends
-    no Content-Length.
+    ``expected_size`` (the manifest's record) refuses a source whose size changed before any
+    transfer, and catches a body cut short when the server announces no size.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
