@@ -72,6 +72,8 @@ def test_synthetic_metrics_plots_and_saved_scores(tmp_path: Path, params_file: P
     data = tmp_path / "prepared"
     prepare_split(data, "synthetic", "test", n_images=10)
     checkpoint = make_checkpoint(tmp_path / "best.pt", seed=0)
+    (tmp_path / "metrics" / "recall").mkdir(parents=True)
+    (tmp_path / "metrics" / "recall" / "coco_5k.tsv").write_text("k\ti2t\tt2i\n")  # from another dataset
     result = run_evaluate(tmp_path, params_file, data, [checkpoint], "--save-sims")
     assert result.exit_code == 0, result.output
     assert "synthetic_5fold" in result.output  # the rich table
@@ -90,6 +92,8 @@ def test_synthetic_metrics_plots_and_saved_scores(tmp_path: Path, params_file: P
     tsv = (tmp_path / "metrics" / "recall" / "synthetic_full.tsv").read_text().splitlines()
     assert tsv[0] == "k\ti2t\tt2i" and len(tsv) == 1 + 10 and tsv[-1].split("\t")[::2] == ["10", "100.00"]
     assert len((tmp_path / "metrics" / "recall" / "synthetic_5fold.tsv").read_text().splitlines()) == 1 + 2
+    assert sorted(p.name for p in (tmp_path / "metrics" / "recall").iterdir()) == ["synthetic_5fold.tsv",
+                                                                                   "synthetic_full.tsv"]
 
 
 def test_ensemble_is_the_mean_of_the_models_scores(tmp_path: Path, params_file: Path) -> None:

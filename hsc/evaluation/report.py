@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hsc.atomic import atomic_path, save_npy, write_json, write_text
+from hsc.atomic import atomic_directory, atomic_path, save_npy, write_json
 from hsc.evaluation.protocols import ProtocolResult
 from hsc.evaluation.ranks import METRIC_KEYS, query_ranks
 
@@ -26,11 +26,17 @@ def write_eval_json(path: Path, results: Sequence[ProtocolResult]) -> None:
 
 
 def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:
-    """One DVC plot per protocol, ``<protocol>.tsv`` with columns ``k i2t t2i``."""
-    for result in results:
-        curve = result.curve
-        lines = ["k\ti2t\tt2i"] + [f"{k}\t{i2t:.2f}\t{t2i:.2f}" for k, i2t, t2i in zip(curve.k, curve.i2t, curve.t2i)]
-        write_text(plots_dir / f"{result.protocol.name}.tsv", "\n".join(lines) + "\n")
+    """One DVC plot per protocol, ``<protocol>.tsv`` with columns ``k i2t t2i``.
+
+    The directory is replaced whole, so curves of protocols no longer scored (say, after a
+    switch of dataset) do not linger beside the new ones.
+    """
+    with atomic_directory(plots_dir) as staging:
+        for result in results:
+            curve = result.curve
+            lines = ["k\ti2t\tt2i"] + [f"{k}\t{i2t:.2f}\t{t2i:.2f}"
+                                       for k, i2t, t2i in zip(curve.k, curve.i2t, curve.t2i)]
+            (staging / f"{result.protocol.name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray) -> None:
