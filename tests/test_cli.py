@@ -63,24 +63,15 @@ def test_unknown_preset_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "p.yaml").exists()
 
 
-def test_bad_params_value_names_file_and_key(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  embed_size: -3\n", r"params.yaml: key 'model.embed_size'"),
+    ("train:\n  epoch: 3\n", r"key 'train.epoch': Extra inputs are not permitted"),
+    ("train:\n  epochs: [3\n", r"params.yaml: line \d+ is not valid YAML"),
+], ids=["bad value", "unknown key", "broken yaml"])
+def test_bad_params_file_is_one_line_naming_file_and_key_or_line(tmp_path, text, message):
     params = tmp_path / "params.yaml"
-    params.write_text("model:\n  embed_size: -3\n")
-    with pytest.raises(HscError, match=r"params.yaml: key 'model.embed_size'"):
-        load_params(params)
-
-
-def test_unknown_params_key_is_refused(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("train:\n  epoch: 3\n")
-    with pytest.raises(HscError, match=r"key 'train.epoch': Extra inputs are not permitted"):
-        load_params(params)
-
-
-def test_broken_yaml_names_the_line(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("train:\n  epochs: [3\n")
-    with pytest.raises(HscError, match=r"params.yaml: line \d+ is not valid YAML"):
+    params.write_text(text)
+    with pytest.raises(HscError, match=message):
         load_params(params)
 
 
