@@ -101,7 +101,7 @@ def bench_synthetic(device: torch.device, params_path: Path, split_path: Path) -
     params = load_params(params_path)
     reader = SplitReader(split_path)
     torch.manual_seed(0)
-    cfg = resolve_model_config(params.model, reader.feat_dim, reader.regions, int(reader.attrs["vocab_size"]))
+    cfg = resolve_model_config(params.model, reader.feat_dim, reader.regions, reader.vocab_size)
     model = build_model(cfg).to(device)
     start = time.perf_counter()
     emb = encode_split(model, reader, batch_size=params.evaluate.encode_batch, device=device)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from hsc.atomic import atomic_path
-from hsc.errors import HscError
+from hsc.errors import HscError, first_line
 from hsc.models.config import ModelConfig
 from hsc.models.registry import build_model
 from hsc.models.retrieval import RetrievalModel
@@ -39,8 +39,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HscError(f"{path}: not a readable hsc checkpoint ({first_line})") from None
+        raise HscError(f"{path}: not a readable hsc checkpoint ({first_line(exc)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise HscError(f"{path}: not an hsc checkpoint (no format '{FORMAT}'); "
                        "import released LHSC/SGRAF weights with `hsc import`")
@@ -62,7 +61,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Re
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
-        raise HscError(f"{path}: its weights do not fit its model_config ({str(exc).splitlines()[0]})") from None
+        raise HscError(f"{path}: its weights do not fit its model_config ({first_line(exc)})") from None
     return model.to(device).eval(), checkpoint
 
 
@@ -72,9 +71,9 @@ def check_fits(path: Path, checkpoint: dict[str, Any], reader: Any) -> None:
     if trained != prepared:
         raise HscError(f"{path}: vocabulary sha256 {str(trained)[:12]}... differs from {reader.path}'s "
                        f"{prepared[:12]}...; prepare the data with the model's vocabulary (prepare.vocab)")
-    config = checkpoint.get("model_config", {})
+    config = checkpoint["model_config"]
     for key, have, what in (("img_dim", reader.feat_dim, "features per region"), ("regions", reader.regions, "regions")):
-        if key in config and config[key] != have:
+        if config[key] != have:
             raise HscError(f"{path}: model expects {config[key]} {what} but {reader.path} has {have}; "
                            f"use the dataset the model was made for")
 

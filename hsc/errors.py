@@ -7,3 +7,10 @@ class HscError(Exception):
     The message is one line that names the file (and line or key) and what to do.
     The CLI prints it without a traceback and exits with status 2.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none: for quoting
+    a library's multi-line error inside a one-line :class:`HscError`."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

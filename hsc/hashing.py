@@ -24,3 +24,8 @@ def sha256_files(paths: Sequence[Path], description: str = "hashing") -> dict[st
                     progress.advance(task, len(block))
             digests[path.name] = digest.hexdigest()
     return digests
+
+
+def sha256_file(path: Path, description: str = "hashing") -> str:
+    """The sha256 hex digest of one file."""
+    return sha256_files([path], description)[path.name]

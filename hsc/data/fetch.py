@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from hsc.atomic import write_json
 from hsc.errors import HscError
-from hsc.hashing import sha256_files
+from hsc.hashing import sha256_file
 from hsc.progress import bar
 
 CHUNK_BYTES = 1 << 20
@@ -265,7 +265,7 @@ def _verified_entry(path: Path, expected: dict | None, manifest_path: Path) -> d
     if expected is not None and size != expected["size"]:
         raise HscError(f"{path}: cached archive has {size:,} bytes but {manifest_path} recorded "
                        f"{expected['size']:,}; delete {path} and re-run")
-    digest = sha256_files([path], f"verify {path.name}")[path.name]
+    digest = sha256_file(path, f"verify {path.name}")
     if expected is not None and digest != expected["sha256"]:
         raise HscError(f"{path}: cached archive's sha256 {digest[:12]}... differs from "
                        f"{expected['sha256'][:12]}... in {manifest_path}; delete {path} and re-run")

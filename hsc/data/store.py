@@ -98,6 +98,10 @@ class SplitReader:
     def vocab_sha256(self) -> str:
         return str(self.attrs["vocab_sha256"])
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self.attrs["vocab_size"])
+
     def caption(self, j: int) -> np.ndarray:
         """Caption ``j``'s ids, ``<start> ... <end>``, as int64."""
         return self._tokens[self._offsets[j]:self._offsets[j + 1]].astype(np.int64)

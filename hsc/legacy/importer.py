@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from hsc.checkpoint import save_checkpoint
 from hsc.data.vocab import Vocabulary
+from hsc.hashing import sha256_file
 from hsc.legacy.lhsc import hsc_state_dict, model_config
 from hsc.legacy.safe_load import load_released
 from hsc.models.config import ModelConfig
@@ -41,18 +41,10 @@ def import_released(source: Path, vocab_path: Path, out: Path, *, regions: int =
     model = build_model(config)
     weights = hsc_state_dict(released, model.state_dict())
     model.load_state_dict(weights, strict=False)  # strict=False only for the optional BatchNorm counters
-    provenance = {"file": source.name, "sha256": _sha256(source), "epoch": released.epoch,
+    provenance = {"file": source.name, "sha256": sha256_file(source), "epoch": released.epoch,
                   "best_rsum": released.best_rsum, "data_name": released.opt.get("data_name")}
     save_checkpoint(out, model, vocab_sha256=vocab.sha256, imported_from=provenance)
     batch_size = released.opt.get("batch_size")
     return ImportResult(out=out, config=config, tensors=len(weights), source_epoch=released.epoch,
                         source_best_rsum=released.best_rsum,
                         source_batch_size=batch_size if isinstance(batch_size, int) else None)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,7 +15,7 @@ from typing import Literal, Mapping
 import torch
 
 from hsc.errors import HscError
-from hsc.legacy.safe_load import ReleasedCheckpoint
+from hsc.legacy.safe_load import PARTS, ReleasedCheckpoint
 from hsc.models.config import ModelConfig
 
 RENAMES = {"sim_enc": {"SAF_module.": "cal_sim_base_atten."}}
@@ -34,7 +34,7 @@ def hsc_key(part: str, key: str) -> str:
 def model_config(released: ReleasedCheckpoint, vocab_size: int, vocab_name: str, regions: int,
                  text_attn_padding: Literal["masked", "faithful"] | None) -> ModelConfig:
     """The :class:`ModelConfig` the released weights describe (sizes from their shapes)."""
-    img, txt, sim = (released.parts[name] for name in ("img_enc", "txt_enc", "sim_enc"))
+    img, txt, sim = (released.parts[name] for name in PARTS)
     embed_size, img_dim = _shape(released, "img_enc", "fc.weight", dims=2)
     words, word_dim = _shape(released, "txt_enc", "embed.weight", dims=2)
     if words != vocab_size:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from hsc.errors import HscError
+from hsc.errors import HscError, first_line
 
 PARTS = ("img_enc", "txt_enc", "sim_enc")
 
@@ -66,8 +66,7 @@ def _unpickle(path: Path) -> Any:
                        "only tensors, state dicts and training options are read from released checkpoints"
                        ) from None
     except Exception as exc:  # any failure to parse untrusted bytes means the file is not a checkpoint
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HscError(f"{path}: not a readable torch checkpoint ({first_line})") from None
+        raise HscError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
 
 
 def _refusal_reason(message: str) -> str:

@@ -21,7 +21,7 @@ from hsc.data.store import SplitReader
 from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
 from hsc.errors import HscError
 from hsc.evaluation.scoring import validate
-from hsc.hashing import sha256_files
+from hsc.hashing import sha256_file
 from hsc.loss import ContrastiveLoss
 from hsc.models.config import resolve_model_config
 from hsc.models.registry import build_model
@@ -67,11 +67,14 @@ class Trainer:
             "vocab_sha256": self.vocab_sha256,
             "train_sources": self.train_reader.attrs.get("source_sha256"),
             "dev_sources": self.dev_reader.attrs.get("source_sha256"),
-            "init": sha256_files([Path(self.cfg.init)])[Path(self.cfg.init).name] if self.cfg.init else None,
+            "init": sha256_file(Path(self.cfg.init)) if self.cfg.init else None,
         })
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.loss_fn = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
+        size = self.cfg.batch_size
+        self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
+                              f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
 
     @property
     def last_path(self) -> Path:
@@ -85,16 +88,17 @@ class Trainer:
         reader = self.train_reader
         if self.cfg.init is None:
             config = resolve_model_config(self.params.model, img_dim=reader.feat_dim,
-                                          regions=reader.regions, vocab_size=int(reader.attrs["vocab_size"]))
+                                          regions=reader.regions, vocab_size=reader.vocab_size)
             return build_model(config)
         # Fine-tuning: the architecture is the starting checkpoint's, whatever params.model says.
         init_path = Path(self.cfg.init)
         model, init = load_model(init_path)
         check_fits(init_path, init, reader)
-        return model.train()
+        return model
+
     def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]]]:
         """(start epoch, step, best rsum, best epoch, history) from ``last.pt`` or a fresh start."""
-        state = resumable_state(self.last_path, self.fingerprint, load_checkpoint)
+        state = resumable_state(self.last_path, self.fingerprint)
         if state is None:
             return 0, 0, -math.inf, 0, []
         self.model.load_state_dict(state["state_dict"])
@@ -109,17 +113,18 @@ class Trainer:
                 best_rsum, best_epoch = best["dev_metrics"]["rsum"], best["epoch"]
         return state["epoch"], state["step"], best_rsum, best_epoch, state["history"]
 
+    def _epoch_seed(self, epoch: int) -> int:
+        return self.cfg.seed * 1_000_003 + epoch
+
     def _loader(self, epoch: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.train_reader.caption_image), generator=generator).tolist()
+        generator = torch.Generator().manual_seed(self._epoch_seed(epoch))
+        order = torch.randperm(self.train_reader.n_captions, generator=generator).tolist()
         return DataLoader(PairDataset(self.train_reader), batch_size=self.cfg.batch_size, sampler=order,
                           collate_fn=collate_pairs, num_workers=self.cfg.workers,
                           pin_memory=self.device.type == "cuda")
 
     def _step(self, batch: PairBatch) -> float:
-        size = self.cfg.batch_size
-        with out_of_memory_advice(f"at train.batch_size={size} try a smaller batch, "
-                                  f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}"):
+        with out_of_memory_advice(self.memory_advice):
             loss = optimisation_step(self.model, self.loss_fn, self.optimizer, self.scaler, self.cfg.grad_clip,
                                      batch.images.to(self.device, non_blocking=True),
                                      batch.tokens.to(self.device, non_blocking=True), batch.lengths.to(self.device))
@@ -130,7 +135,6 @@ class Trainer:
         with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
             metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
                                img_block=ev.img_block, cap_block=ev.cap_block)
-        self.model.train()
         return metrics
 
     def _last_good(self, history: list[dict[str, float]]) -> str:
@@ -138,9 +142,14 @@ class Trainer:
             return "no checkpoint was written yet"
         return f"{self.last_path} keeps the last good state (epoch {history[-1]['epoch']})"
 
-    def _save_best(self, epoch: int, step: int, dev: dict[str, float]) -> None:
+    def _keep_best(self, dev: dict[str, float], epoch: int, step: int, best_rsum: float,
+                   best_epoch: int) -> tuple[float, int]:
+        """Write ``best.pt`` when ``dev`` beats ``best_rsum``; return the (possibly new) best."""
+        if dev["rsum"] <= best_rsum:
+            return best_rsum, best_epoch
         save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
                         dev_metrics=dev, params_sha256=self.fingerprint)
+        return dev["rsum"], epoch
 
     def run(self) -> TrainResult:
         start_epoch, step, best_rsum, best_epoch, history = self._resume()
@@ -151,7 +160,7 @@ class Trainer:
         self.model.train()
         with bar(unit="batch") as progress:
             for epoch in range(start_epoch, epochs):
-                torch.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # dropout stream of this epoch
+                torch.manual_seed(self._epoch_seed(epoch))  # dropout stream of this epoch
                 lr = learning_rate(self.cfg.lr, self.cfg.lr_update, epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -169,15 +178,11 @@ class Trainer:
                                     description=f"epoch {epoch + 1}/{epochs} loss {loss_sum / (batch_index + 1):.3f}")
                     mid_epoch = batch_index + 1 < len(loader)
                     if self.cfg.val_every_steps and step % self.cfg.val_every_steps == 0 and mid_epoch:
-                        dev = self._validate()
-                        if dev["rsum"] > best_rsum:
-                            best_rsum, best_epoch = dev["rsum"], epoch + 1
-                            self._save_best(epoch + 1, step, dev)
+                        best_rsum, best_epoch = self._keep_best(self._validate(), epoch + 1, step, best_rsum,
+                                                                best_epoch)
                 progress.remove_task(task)
                 dev = self._validate()
-                if dev["rsum"] > best_rsum:
-                    best_rsum, best_epoch = dev["rsum"], epoch + 1
-                    self._save_best(epoch + 1, step, dev)
+                best_rsum, best_epoch = self._keep_best(dev, epoch + 1, step, best_rsum, best_epoch)
                 record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
                           **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
                 history.append(record)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hsc
+from hsc.checkpoint import load_checkpoint
 from hsc.params import Params
 
 # Fields of TrainParams that do not change the trained weights.
@@ -44,7 +45,7 @@ def run_fingerprint(params: Params, data_identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def resumable_state(last: Path, fingerprint: str, load) -> dict | None:
+def resumable_state(last: Path, fingerprint: str) -> dict | None:
     """The checkpoint dict at ``last`` if it belongs to this run, else None.
 
     A checkpoint from other params is never resumed silently: it is named in a warning and
@@ -52,7 +53,7 @@ def resumable_state(last: Path, fingerprint: str, load) -> dict | None:
     """
     if not last.exists():
         return None
-    state = load(last)
+    state = load_checkpoint(last)
     if state.get("params_sha256") != fingerprint:
         print(f"warning: {last} was trained with other params, data or code; starting afresh")
         return None
