@@ -37,24 +37,13 @@ def run_app(typer_app: typer.Typer) -> None:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        typer_app(standalone_mode=False)
+        typer_app()  # standalone: click reports usage errors (exit 2) and handles --help itself
     except HscError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside click's own handling (which exits 130 itself)
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1) from None
-        raise
 
 
 def main() -> None:

@@ -83,6 +83,22 @@ def test_stage_error_is_one_line_with_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0]
 
 
+def test_usage_error_is_a_usage_message_with_exit_2_not_a_traceback():
+    result = hsc("train", "--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_interrupted_command_exits_130_so_dvc_sees_the_failure(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text("import typer\nfrom hsc.cli import run_app\n"
+                      "app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)\n"
+                      "@app.command()\ndef stage() -> None:\n    raise KeyboardInterrupt\n"
+                      "run_app(app)\n")
+    result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 130
+
+
 def test_atomic_directory_keeps_the_old_output_when_the_build_fails(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
