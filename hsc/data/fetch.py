@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from hsc.atomic import write_json
 from hsc.errors import HscError
-from hsc.hashing import sha256_file
+from hsc.hashing import sha256_file, sha256_state
 from hsc.progress import bar
 
 CHUNK_BYTES = 1 << 20
@@ -178,7 +178,7 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
                              f"and {part}, else use another mirror")
         if total is not None:
             require_free_space(part.parent, total - start, f"downloading {url}")
-        digest = _sha256_prefix(part, start)
+        digest = sha256_state(part, f"hash {part.name}") if start else hashlib.sha256()  # the bytes kept
         with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
             task = progress.add_task(f"download {part.stem}", total=total, completed=start)
 
@@ -201,7 +201,7 @@ def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -
     content_range = error.headers.get("Content-Range")
     match = re.fullmatch(r"bytes \*/(\d+)", (content_range or "").strip())
     if have and match is not None and int(match.group(1)) == have:
-        return _sha256_prefix(part, have).hexdigest()
+        return sha256_file(part, f"verify {part.name}")
     part.unlink(missing_ok=True)
     served = f"Content-Range '{content_range}'" if content_range else "no Content-Range"
     raise _Transient(f"HTTP 416 to bytes={have}- ({served}); deleted {part} to restart from byte 0") from None
@@ -232,17 +232,6 @@ def _resume_offset(response: http.client.HTTPResponse, part: Path, have: int) ->
         raise _Transient(f"server answered Range bytes={have}- with "
                          f"'{response.headers.get('Content-Range')}', restarting the download")
     return have
-
-
-def _sha256_prefix(part: Path, length: int) -> hashlib._Hash:
-    """A sha256 fed with the first ``length`` bytes of ``part`` (the bytes a resume keeps)."""
-    digest = hashlib.sha256()
-    if length:
-        with part.open("rb") as source:
-            while chunk := source.read(min(CHUNK_BYTES, length)):
-                digest.update(chunk)
-                length -= len(chunk)
-    return digest
 
 
 def _require_zip(url: str, path: Path) -> None:
