@@ -132,17 +132,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def parse_params(raw: dict, source: str = "params") -> Params:
     try:
-        params = Params.model_validate(raw)
+        return Params.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"])
         raise HscError(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})") from None
-    if params.dataset == "synthetic":
-        # Sizes that depend on each other and on the generator's lexicon; the generator imports this module.
-        from hsc.data.synthetic import check_params
-
-        try:
-            check_params(params.synthetic)
-        except HscError as exc:
-            raise HscError(f"{source}: {exc}") from None
-    return params

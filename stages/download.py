@@ -29,6 +29,14 @@ def download(
     from hsc.params import load_params
 
     p = load_params(params)
+    if p.dataset == "synthetic":  # sizes that depend on each other and on the generator's lexicon
+        from hsc.data.synthetic import check_params
+        from hsc.errors import HscError
+
+        try:
+            check_params(p.synthetic)
+        except HscError as exc:
+            raise HscError(f"{params}: {exc}") from None
     acquire(p, out, cache=cache, mirror=mirror)
     typer.echo(f"{p.dataset}: {len(source_for(p.dataset).files)} files in {out}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from hsc.data.synthetic import SPLITS, SyntheticSplit, build_dataset, build_world, check_params, generate
 from hsc.data.synthetic_captions import CAPTIONS_PER_IMAGE, DISTINGUISHING_CAPTIONS
@@ -14,7 +15,8 @@ from hsc.data.synthetic_lexicon import ATTRIBUTES, BACKGROUNDS, FILLER_WORDS, OB
 from hsc.data.synthetic_scenes import Scene, SceneObject, SceneRelation
 from hsc.data.synthetic_world import World, render_regions
 from hsc.errors import HscError
-from hsc.params import SyntheticParams, load_params, parse_params
+from hsc.params import SyntheticParams, parse_params
+from stages.download import app as download_app
 
 SMALL = SyntheticParams(n_train=60, n_dev=10, n_test=20, feat_dim=32)
 FILES = [f"{split}_{kind}" for split in SPLITS for kind in ("ims.npy", "caps.txt")]
@@ -274,12 +276,10 @@ def test_bad_sizes_are_one_line_errors_naming_the_key(update: dict, key: str) ->
 def test_a_params_file_with_sizes_that_do_not_fit_is_named_in_the_error(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text("dataset: synthetic\nsynthetic:\n  regions: 11\n", encoding="utf-8")
-    with pytest.raises(HscError, match=rf"^{re.escape(str(path))}: synthetic.regions = 11 "):
-        load_params(path)
-
-
-def test_synthetic_sizes_are_not_checked_for_real_datasets() -> None:
-    assert parse_params({"dataset": "f30k_precomp", "synthetic": {"regions": 11}}).synthetic.regions == 11
+    result = CliRunner().invoke(download_app, ["--params", str(path), "--out", str(tmp_path / "raw")])
+    assert isinstance(result.exception, HscError)
+    assert re.match(rf"^{re.escape(str(path))}: synthetic.regions = 11 ", str(result.exception))
+    assert not (tmp_path / "raw").exists()
 
 
 def test_hard_negative_rate_above_one_half_is_rejected() -> None:

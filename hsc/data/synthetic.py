@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 
 from hsc.atomic import save_npy, write_text
+from hsc.data.precomp import captions_file, features_file
+from hsc.data.sources import SOURCES
 from hsc.data.synthetic_captions import write_captions
 from hsc.data.synthetic_lexicon import ATTRIBUTES, OBJECTS, RELATIONS
 from hsc.data.synthetic_scenes import Scene, TwinEdit, make_twin, max_relations, sample_scene
@@ -24,7 +26,7 @@ from hsc.errors import HscError
 from hsc.params import SyntheticParams
 from hsc.progress import bar
 
-SPLITS = ("train", "dev", "test")
+SPLITS = SOURCES["synthetic"].splits
 MIN_CLUTTER_REGIONS = 2
 TEST_FOLDS = 5  # the 5-fold 1K protocol slices the test split into this many equal folds
 
@@ -43,7 +45,7 @@ class SyntheticSplit:
 def check_params(cfg: SyntheticParams) -> None:
     """Reject sizes the lexicon or the region budget cannot meet, naming the params key.
 
-    ``parse_params`` runs this too when the dataset is synthetic, naming the params file first.
+    The download stage runs this first, naming the params file in front of the message.
     """
     for key, value, pool in (("n_objects", cfg.n_objects, OBJECTS), ("n_attributes", cfg.n_attributes, ATTRIBUTES),
                              ("n_relations", cfg.n_relations, RELATIONS)):
@@ -89,8 +91,8 @@ def generate(cfg: SyntheticParams, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     _, splits = build_dataset(cfg)
     for split, data in splits.items():
-        save_npy(out_dir / f"{split}_ims.npy", data.features)
-        write_text(out_dir / f"{split}_caps.txt", "".join(caption + "\n" for caption in data.captions))
+        save_npy(features_file(out_dir, split), data.features)
+        write_text(captions_file(out_dir, split), "".join(caption + "\n" for caption in data.captions))
 
 
 def _streams(cfg: SyntheticParams) -> list[np.random.Generator]:
