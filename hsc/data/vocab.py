@@ -12,13 +12,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from hsc.atomic import write_text
-from hsc.data.tokenizer import TokenTable
 from hsc.errors import HscError
+
+if TYPE_CHECKING:  # the tokenizer pulls in nltk, which train and evaluate never need
+    from hsc.data.tokenizer import TokenTable
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
