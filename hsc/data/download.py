@@ -55,7 +55,7 @@ def find_dataset_dir(root: Path, source: Source) -> Path:
     for candidate in (root / "data" / source.dataset, root / source.dataset):
         if candidate.is_dir():
             return candidate
-    if any((root / name).is_file() for name in source.files):
+    if len(source.missing_in(root)) < len(source.files):
         return root
     raise HscError(f"{root}: no files of {source.dataset} (looked in data/{source.dataset}/, "
                    f"{source.dataset}/ and the directory itself); point download.mirror or --mirror "
@@ -64,7 +64,7 @@ def find_dataset_dir(root: Path, source: Source) -> Path:
 
 def _link_from_directory(root: Path, source: Source, build_dir: Path) -> None:
     found = find_dataset_dir(root, source)
-    missing = [name for name in source.files if not (found / name).is_file()]
+    missing = source.missing_in(found)
     if missing:
         raise HscError(f"{found}: missing {', '.join(missing)} of {source.dataset}; "
                        f"complete the directory or use SCAN's data.zip")
@@ -75,7 +75,7 @@ def _generate(params: Params, source: Source, build_dir: Path) -> None:
     from hsc.data.synthetic import generate  # the generator pulls in numpy; only this branch needs it
 
     generate(params.synthetic, build_dir)
-    missing = [name for name in source.files if not (build_dir / name).is_file()]
+    missing = source.missing_in(build_dir)
     if missing:
         raise HscError(f"{build_dir}: the synthetic generator did not write {', '.join(missing)}")
 

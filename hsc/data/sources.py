@@ -10,6 +10,7 @@ directory laid out like SCAN's ``data/<name>/``), and the files can be placed by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from hsc.errors import HscError
@@ -31,6 +32,10 @@ class Source:
     def files(self) -> tuple[str, ...]:
         """The flat file names the raw layout holds, e.g. ``train_ims.npy``."""
         return tuple(f"{split}_{kind}" for split in self.splits for kind in FILE_KINDS)
+
+    def missing_in(self, directory: Path) -> list[str]:
+        """The names of ``files`` that ``directory`` lacks, in order."""
+        return [name for name in self.files if not (directory / name).is_file()]
 
     def member(self, file_name: str) -> str:
         """The archive member that holds ``file_name`` (SCAN's ``data/<name>/`` layout)."""

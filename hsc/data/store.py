@@ -118,11 +118,6 @@ class SplitReader:
         rows = self._handle()["features"][unique]
         return rows[inverse].astype(np.float32, copy=False)
 
-    def close(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file = self._pid = None
-
     def __getstate__(self) -> dict[str, Any]:
         # pickled into spawned workers: send the path and captions, never the open handle
         return {**self.__dict__, "_file": None, "_pid": None}

@@ -33,7 +33,6 @@ class World:
     objects: tuple[Concept, ...]
     attributes: tuple[Concept, ...]
     relations: tuple[Concept, ...]
-    backgrounds: tuple[Concept, ...]
     category_vectors: np.ndarray  # (n_objects, D)
     attribute_vectors: np.ndarray  # (n_attributes, D)
     view_vectors: np.ndarray  # (n_objects, VIEWS_PER_OBJECT, D)
@@ -74,7 +73,6 @@ def sample_world(cfg: SyntheticParams, rng: np.random.Generator) -> World:
         objects=objects,
         attributes=attributes,
         relations=relations,
-        backgrounds=BACKGROUNDS,
         category_vectors=rng.standard_normal((len(objects), dim)),
         attribute_vectors=rng.standard_normal((len(attributes), dim)),
         view_vectors=rng.standard_normal((len(objects), VIEWS_PER_OBJECT, dim)),
@@ -96,7 +94,7 @@ def render_regions(world: World, scene: Scene, cfg: SyntheticParams, rng: np.ran
         world.relation_signal(rel.relation, scene.objects[rel.subject].category, scene.objects[rel.object].category)
         for rel in scene.relations
     ]
-    clutter = rng.integers(len(world.backgrounds), size=cfg.regions - len(signals))
+    clutter = rng.integers(len(world.background_vectors), size=cfg.regions - len(signals))
     signals += list(world.background_vectors[clutter])
     regions = np.stack(signals) + cfg.noise * rng.standard_normal((cfg.regions, cfg.feat_dim))
     return np.maximum(regions[rng.permutation(cfg.regions)], 0.0).astype(np.float32)
