@@ -36,8 +36,10 @@ def evaluate(
     from hsc.params import load_params
 
     settings = load_params(params).evaluate
-    dataset = str(SplitReader(data / "test.h5").attrs["dataset"])
-    readers = {split: SplitReader(data / f"{split}.h5") for split in splits_to_score(dataset, data)}
+    test = SplitReader(data / "test.h5")
+    dataset = str(test.attrs["dataset"])
+    readers = {split: test if split == "test" else SplitReader(data / f"{split}.h5")
+               for split in splits_to_score(dataset, data)}
     split_images = {split: len(scored_image_rows(r.n_images, r.caption_image, str(r.path))) for split, r in readers.items()}
     protocols = protocols_for(dataset, split_images)
 

@@ -13,7 +13,8 @@ from typing import Mapping
 import numpy as np
 
 from hsc.errors import HscError
-from hsc.evaluation.ranks import CAPTIONS_PER_IMAGE, RecallCurve, fold_curve, fold_metrics, rank_metrics, recall_curve
+from hsc.evaluation.ranks import (CAPTIONS_PER_IMAGE, RecallCurve, curve_from_ranks, fold_ranks, mean_curve, mean_metrics,
+                                  metrics_from_ranks, query_ranks)
 from hsc.params import DATASETS
 
 
@@ -69,11 +70,12 @@ def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndar
     for protocol in protocols:
         sims = sims_by_split[protocol.split]
         source = f"{protocol.split} scores"
-        if protocol.folds == 1:
-            metrics, curve = rank_metrics(sims, source), recall_curve(sims, source=source)
+        if protocol.folds == 1:  # rank once, then derive both the metrics and the curve
+            ranks = query_ranks(sims, source)
+            metrics, curve = metrics_from_ranks(ranks), curve_from_ranks(ranks)
         else:
-            metrics = fold_metrics(sims, protocol.folds, source)
-            curve = fold_curve(sims, protocol.folds, source=source)
+            per_fold = fold_ranks(sims, protocol.folds, source)
+            metrics, curve = mean_metrics(per_fold), mean_curve(per_fold)
         results.append(ProtocolResult(protocol, metrics, curve))
     return results
 

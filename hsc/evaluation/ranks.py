@@ -116,23 +116,38 @@ def fold_slices(sims: np.ndarray, folds: int, source: str = "similarity matrix")
     return [sims[n * i:n * (i + 1), step * i:step * (i + 1)] for i in range(folds)]
 
 
-def fold_metrics(sims: np.ndarray, folds: int = 5, source: str = "similarity matrix") -> dict[str, float]:
-    """The mean of each metric over ``folds`` diagonal folds (COCO 1K protocol).
+def fold_ranks(sims: np.ndarray, folds: int, source: str = "similarity matrix") -> list[QueryRanks]:
+    """The query ranks of each diagonal fold (see :func:`fold_slices`)."""
+    return [query_ranks(block, source) for block in fold_slices(sims, folds, source)]
+
+
+def mean_metrics(per_fold: list[QueryRanks]) -> dict[str, float]:
+    """The mean of each metric over the folds (COCO 1K protocol).
 
     rsum is the sum of the six MEAN recalls. The original SCAN/SGRAF scripts print as
     "rsum" six times the mean image->text recall average instead; that slip is not copied.
     """
-    per_fold = [rank_metrics(block, source) for block in fold_slices(sims, folds, source)]
-    mean = {key: float(np.mean([m[key] for m in per_fold])) for key in METRIC_KEYS}
+    metrics = [metrics_from_ranks(ranks) for ranks in per_fold]
+    mean = {key: float(np.mean([m[key] for m in metrics])) for key in METRIC_KEYS}
     mean["rsum"] = sum(mean[key] for key in RECALL_KEYS)
     return mean
 
 
-def fold_curve(sims: np.ndarray, folds: int = 5, max_k: int = 100, source: str = "similarity matrix") -> RecallCurve:
-    """The mean recall curve over ``folds`` diagonal folds, K capped at a fold's image count."""
-    curves = [recall_curve(block, max_k, source) for block in fold_slices(sims, folds, source)]
+def mean_curve(per_fold: list[QueryRanks], max_k: int = 100) -> RecallCurve:
+    """The mean recall curve over the folds, K capped at a fold's image count."""
+    curves = [curve_from_ranks(ranks, max_k) for ranks in per_fold]
     return RecallCurve(
         k=curves[0].k,
         i2t=np.mean([c.i2t for c in curves], axis=0),
         t2i=np.mean([c.t2i for c in curves], axis=0),
     )
+
+
+def fold_metrics(sims: np.ndarray, folds: int = 5, source: str = "similarity matrix") -> dict[str, float]:
+    """The mean of each metric over ``folds`` diagonal folds (see :func:`mean_metrics`)."""
+    return mean_metrics(fold_ranks(sims, folds, source))
+
+
+def fold_curve(sims: np.ndarray, folds: int = 5, max_k: int = 100, source: str = "similarity matrix") -> RecallCurve:
+    """The mean recall curve over ``folds`` diagonal folds, K capped at a fold's image count."""
+    return mean_curve(fold_ranks(sims, folds, source), max_k)
