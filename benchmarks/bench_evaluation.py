@@ -30,7 +30,7 @@ from hsc.evaluation.ranks import fold_metrics, rank_metrics
 from hsc.evaluation.scoring import encode_split, score_matrix
 from hsc.models.config import ModelConfig, resolve_model_config
 from hsc.models.registry import build_model
-from hsc.params import load_params
+from hsc.params import Params, load_params
 
 F30K_PAIRS = 1_000 * 5_000
 COCO_5K_PAIRS = 5_000 * 25_000
@@ -95,10 +95,9 @@ def bench_scoring(device: torch.device, n_images: int, img_block: int, cap_block
           f"COCO 5K (125M pairs): {COCO_5K_PAIRS / rate / 3600:.2f} h")
 
 
-def bench_synthetic(device: torch.device, params_path: Path, split_path: Path) -> None:
+def bench_synthetic(device: torch.device, params: Params, split_path: Path) -> None:
     from hsc.data.store import SplitReader
 
-    params = load_params(params_path)
     reader = SplitReader(split_path)
     torch.manual_seed(0)
     cfg = resolve_model_config(params.model, reader.feat_dim, reader.regions, reader.vocab_size)
@@ -124,12 +123,13 @@ def main() -> None:
     parser.add_argument("--synthetic", type=Path, default=Path("data/prepared/synthetic/test.h5"))
     args = parser.parse_args()
     device = resolve_device(args.device)
-    blocks = load_params(args.params).evaluate
+    params = load_params(args.params)
+    blocks = params.evaluate
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     bench_ranks()
     bench_scoring(device, args.images, blocks.img_block, blocks.cap_block)
     if args.synthetic.is_file():
-        bench_synthetic(device, args.params, args.synthetic)
+        bench_synthetic(device, params, args.synthetic)
     else:
         print(f"[3] skipped: {args.synthetic} is absent (run `dvc repro prepare`)")
 

@@ -6,11 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 import typer
-import yaml
 
-from hsc import atomic
 from hsc.errors import HscError
-from hsc.params import parse_params
 
 
 def preset_names() -> list[str]:
@@ -21,6 +18,10 @@ def preset_names() -> list[str]:
 def preset_text(name: str) -> str:
     if name not in preset_names():
         raise HscError(f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}")
+    import yaml  # here, not at the top: the CLI imports this module on every start
+
+    from hsc.params import parse_params
+
     text = resources.files("hsc.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     parse_params(yaml.safe_load(text), source=f"preset {name}")
     return text
@@ -32,5 +33,7 @@ def preset(
 ) -> None:
     """Overwrite the params file with a preset: the embedded synthetic default, or the
     paper's Flickr30K / MS-COCO configuration. Then run `dvc repro`."""
-    atomic.write_text(params, preset_text(name))
+    from hsc.atomic import write_text
+
+    write_text(params, preset_text(name))
     print(f"{params}: now the '{name}' preset; run `dvc repro` (or edit single keys with `dvc exp run -S`)")
