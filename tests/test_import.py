@@ -26,7 +26,7 @@ from hsc.legacy.importer import import_released
 from hsc.models.config import ModelConfig
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
-from test_legacy_load import FORMATS, CallsModuleFunction, save_released
+from released_checkpoints import FORMATS, CallsModuleFunction, save_released
 
 E, D, WORD, S, R, HEADS = 16, 32, 12, 8, 6, 4  # joint, feature, word, similarity dims; regions; affinity heads
 BN_EPS = 1e-5
