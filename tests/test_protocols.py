@@ -20,23 +20,20 @@ def touch_splits(tmp_path: Path, *splits: str) -> Path:
     return tmp_path
 
 
-def test_coco_uses_testall_for_5k_and_its_folds_for_1k(tmp_path: Path) -> None:
-    data = touch_splits(tmp_path, "test", "testall")
-    assert splits_to_score("coco_precomp", data) == ["testall"]
-    assert protocols_for("coco_precomp", {"testall": 5000}) == [
-        Protocol("coco_5k", "testall"), Protocol("coco_1k", "testall", folds=5)]
+@pytest.mark.parametrize("dataset, files, split, images, protocols", [
+    ("coco_precomp", ("test", "testall"), "testall", 5000,
+     [Protocol("coco_5k", "testall"), Protocol("coco_1k", "testall", folds=5)]),
+    ("coco_precomp", ("test",), "test", 1000, [Protocol("coco_1k", "test")]),
+    ("f30k_precomp", ("test",), "test", 1000, [Protocol("f30k_1k", "test")]),
+], ids=["coco with testall: 5k and the folds of 1k", "coco without testall: 1k on test", "f30k: 1k"])
+def test_real_datasets_score_one_split_for_their_protocols(tmp_path: Path, dataset: str, files: tuple[str, ...],
+                                                           split: str, images: int, protocols: list[Protocol]) -> None:
+    data = touch_splits(tmp_path, *files)
+    assert splits_to_score(dataset, data) == [split]
+    assert protocols_for(dataset, {split: images}) == protocols
 
 
-def test_coco_without_testall_scores_test_as_1k(tmp_path: Path) -> None:
-    data = touch_splits(tmp_path, "test")
-    assert splits_to_score("coco_precomp", data) == ["test"]
-    assert protocols_for("coco_precomp", {"test": 1000}) == [Protocol("coco_1k", "test")]
-
-
-def test_f30k_and_synthetic(tmp_path: Path) -> None:
-    data = touch_splits(tmp_path, "test")
-    assert splits_to_score("f30k_precomp", data) == ["test"]
-    assert protocols_for("f30k_precomp", {"test": 1000}) == [Protocol("f30k_1k", "test")]
+def test_synthetic_adds_the_5fold_protocol_when_the_images_divide_by_5() -> None:
     assert [p.name for p in protocols_for("synthetic", {"test": 250})] == ["synthetic_full", "synthetic_5fold"]
     assert [p.name for p in protocols_for("synthetic", {"test": 251})] == ["synthetic_full"]
 
