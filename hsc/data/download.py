@@ -55,7 +55,7 @@ def find_dataset_dir(root: Path, source: Source) -> Path:
     for candidate in (root / "data" / source.dataset, root / source.dataset):
         if candidate.is_dir():
             return candidate
-    if len(source.missing_in(root)) < len(source.files):
+    if any((root / name).is_file() for name in source.files):
         return root
     raise HscError(f"{root}: no files of {source.dataset} (looked in data/{source.dataset}/, "
                    f"{source.dataset}/ and the directory itself); point download.mirror or --mirror "
