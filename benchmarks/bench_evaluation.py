@@ -9,7 +9,10 @@ Method:
    their 1,000 captions, blocks from params.yaml) after one warm-up block. The rate in pairs/s is
    projected onto the full protocols: F30K 1K (1,000 x 5,000 = 5M pairs) and COCO 5K
    (5,000 x 25,000 = 125M pairs). Scoring cost does not depend on the weights' values.
-3. If ``data/prepared/synthetic/test.h5`` exists: encode and score it with a random model
+3. Pooled scoring: ``pooled_score_matrix`` of random unit vectors shaped like COCO 5K at
+   E = 2048 (5,000 images x 25,000 captions, how a pooled family such as ``hje`` scores a
+   split: blocked matrix products); wall time of one call after a small warm-up.
+4. If ``data/prepared/synthetic/test.h5`` exists: encode and score it with a random model
    of params.yaml's model section, timing each phase.
 
 Run: ``python benchmarks/bench_evaluation.py [--device cpu|cuda] [--images 200]``.
@@ -27,8 +30,8 @@ import torch
 
 from hsc.devices import resolve_device
 from hsc.evaluation.ranks import fold_metrics, rank_metrics
-from hsc.evaluation.scoring import encode_split, score_matrix
-from hsc.models.config import ModelConfig, resolve_model_config
+from hsc.evaluation.scoring import encode_split, pooled_score_matrix, score_matrix
+from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 from hsc.params import Params, load_params
 
@@ -67,7 +70,7 @@ def bench_ranks() -> None:
         print(f"[1] {name} on 5,000 x 25,000: {time.perf_counter() - start:.2f} s")
 
 
-def random_split(n_images: int, n_captions: int, cfg: ModelConfig, seed: int) -> ArrayReader:
+def random_split(n_images: int, n_captions: int, cfg: DataShape, seed: int) -> ArrayReader:
     rng = np.random.default_rng(seed)
     feats = rng.random((n_images, cfg.regions, cfg.img_dim), dtype=np.float32)
     # <start> + ~12 words + <end>, as in Flickr30K / COCO captions
@@ -78,11 +81,11 @@ def random_split(n_images: int, n_captions: int, cfg: ModelConfig, seed: int) ->
 
 def bench_scoring(device: torch.device, n_images: int, img_block: int, cap_block: int) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(name="hsc", img_dim=2048, regions=36, vocab_size=8_000)
-    model = build_model(cfg).to(device)
+    cfg = DataShape(img_dim=2048, regions=36, vocab_size=8_000)
+    model = build_model(ModelSpec.resolve("hsc", cfg)).to(device)
     n_captions = 5 * n_images
     emb = encode_split(model, random_split(n_images, n_captions, cfg, seed=0), batch_size=128, device=device)
-    warm = type(emb)(emb.images[:2], emb.captions[:8], emb.lengths[:8])
+    warm = type(emb)(emb.images[:2], emb.captions[:8], emb.lengths[:8], emb.granularity)
     score_matrix(model, warm, img_block=2, cap_block=8, device=device)
     start = time.perf_counter()
     score_matrix(model, emb, img_block=img_block, cap_block=cap_block, device=device)
@@ -95,13 +98,27 @@ def bench_scoring(device: torch.device, n_images: int, img_block: int, cap_block
           f"COCO 5K (125M pairs): {COCO_5K_PAIRS / rate / 3600:.2f} h")
 
 
+def bench_pooled(device: torch.device, n_images: int = 5_000, embed: int = 2_048) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(n_images, embed, generator=generator), dim=1)
+    captions = torch.nn.functional.normalize(torch.randn(5 * n_images, embed, generator=generator), dim=1)
+    pooled_score_matrix(images[:64], captions[:320], device=device)
+    start = time.perf_counter()
+    sims = pooled_score_matrix(images, captions, device=device)
+    sync(device)
+    seconds = time.perf_counter() - start
+    print(f"[3] pooled scoring {sims.shape[0]:,} x {sims.shape[1]:,} at E {embed} on {device}: {seconds:.2f} s "
+          f"({2 * sims.size * embed / seconds / 1e9:.0f} GFLOP/s)")
+
+
 def bench_synthetic(device: torch.device, params: Params, split_path: Path) -> None:
     from hsc.data.store import SplitReader
 
     reader = SplitReader(split_path)
     torch.manual_seed(0)
-    cfg = resolve_model_config(params.model, reader.feat_dim, reader.regions, reader.vocab_size)
-    model = build_model(cfg).to(device)
+    shape = DataShape(img_dim=reader.feat_dim, regions=reader.regions, vocab_size=reader.vocab_size)
+    spec = ModelSpec.resolve(params.model.name, shape, params.model.model_dump())
+    model = build_model(spec).to(device)
     start = time.perf_counter()
     emb = encode_split(model, reader, batch_size=params.evaluate.encode_batch, device=device)
     sync(device)
@@ -110,7 +127,7 @@ def bench_synthetic(device: torch.device, params: Params, split_path: Path) -> N
                         device=device)
     scored = time.perf_counter()
     rank_metrics(sims)
-    print(f"[3] synthetic test ({sims.shape[0]} x {sims.shape[1]}, E {cfg.embed_size}) on {device}: "
+    print(f"[4] synthetic test ({sims.shape[0]} x {sims.shape[1]}, {spec.name}, E {spec.config.embed_size}) on {device}: "
           f"encode {encoded - start:.2f} s, score {scored - encoded:.2f} s "
           f"({sims.size / (scored - encoded):,.0f} pairs/s), metrics {time.perf_counter() - scored:.2f} s")
 
@@ -128,10 +145,11 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     bench_ranks()
     bench_scoring(device, args.images, blocks.img_block, blocks.cap_block)
+    bench_pooled(device)
     if args.synthetic.is_file():
         bench_synthetic(device, params, args.synthetic)
     else:
-        print(f"[3] skipped: {args.synthetic} is absent (run `dvc repro prepare`)")
+        print(f"[4] skipped: {args.synthetic} is absent (run `dvc repro prepare`)")
 
 
 if __name__ == "__main__":

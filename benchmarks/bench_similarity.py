@@ -25,8 +25,9 @@ import torch
 import typer
 
 from hsc.atomic import write_json
-from hsc.loss import ContrastiveLoss
-from hsc.models.config import ModelConfig
+from hsc.data.batches import PairBatch
+from hsc.loss import ContrastiveLoss, RankingObjective
+from hsc.models.config import DataShape, ModelSpec
 from hsc.models.layers import l2norm
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
@@ -65,9 +66,9 @@ def matmul_rate(device: torch.device) -> float:
     return 2 * 2048 ** 3 / best / 1e9
 
 
-def paper_config() -> ModelConfig:
-    return ModelConfig(name="hsc", img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB, embed_size=EMBED,
-                       sim_dim=SIM_DIM)
+def paper_config() -> ModelSpec:
+    return ModelSpec.resolve("hsc", DataShape(img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB),
+                             {"embed_size": EMBED, "head": {"sim_dim": SIM_DIM}})
 
 
 def random_captions(generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,14 +107,16 @@ def bench_train_step(device: torch.device, steps: int) -> dict[str, float]:
     torch.manual_seed(1)
     model = build_model(paper_config()).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
-    loss_fn = ContrastiveLoss(margin=0.2, max_violation=True)
+    objective = RankingObjective(ContrastiveLoss(margin=0.2, max_violation=True))
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     feats = torch.randn(IMAGES, REGIONS, FEAT_DIM, generator=generator).to(device)
     tokens, lengths = random_captions(generator, device)
+    ids = torch.arange(IMAGES, device=device)
+    batch = PairBatch(feats, tokens, lengths, ids, ids)
 
     def step() -> None:
-        optimisation_step(model, loss_fn, optimizer, scaler, 2.0, feats, tokens, lengths)
+        optimisation_step(model, objective, optimizer, scaler, 2.0, batch)
 
     times = [timed(step, device) for _ in track(range(steps + 1), "training steps", unit="step")]
     return {"train_step_s": sum(times[1:]) / steps, "train_steps": steps, "amp": amp}

@@ -15,9 +15,9 @@ import torch
 
 from hsc.atomic import atomic_path
 from hsc.errors import HscError, first_line
-from hsc.models.config import ModelConfig
+from hsc.models.base import RetrievalModel
+from hsc.models.config import ModelSpec
 from hsc.models.registry import build_model
-from hsc.models.retrieval import RetrievalModel
 
 FORMAT = "hsc-checkpoint"
 VERSION = 1
@@ -25,7 +25,7 @@ VERSION = 1
 
 def save_checkpoint(path: str | Path, model: RetrievalModel, *, vocab_sha256: str, **state: Any) -> None:
     """Write ``model`` with its config, vocabulary hash and any extra ``state`` (epoch, optimizer...) atomically."""
-    checkpoint = {**state, "format": FORMAT, "version": VERSION, "model_config": model.config.to_dict(),
+    checkpoint = {**state, "format": FORMAT, "version": VERSION, "model_config": model.spec.to_dict(),
                   "vocab_sha256": vocab_sha256, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -55,7 +55,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Re
     if "model_config" not in checkpoint or "state_dict" not in checkpoint:
         raise HscError(f"{path}: an hsc checkpoint without model_config or state_dict; save it again")
     try:
-        model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
+        model = build_model(ModelSpec.from_dict(checkpoint["model_config"]))
     except HscError as exc:
         raise HscError(f"{path}: {exc}") from None
     try:
@@ -71,9 +71,9 @@ def check_fits(path: Path, checkpoint: dict[str, Any], reader: Any) -> None:
     if trained != prepared:
         raise HscError(f"{path}: vocabulary sha256 {str(trained)[:12]}... differs from {reader.path}'s "
                        f"{prepared[:12]}...; prepare the data with the model's vocabulary (prepare.vocab)")
-    config = checkpoint["model_config"]
+    shape = checkpoint["model_config"]["data"]
     for key, have, what in (("img_dim", reader.feat_dim, "features per region"), ("regions", reader.regions, "regions")):
-        if config[key] != have:
-            raise HscError(f"{path}: model expects {config[key]} {what} but {reader.path} has {have}; "
+        if shape[key] != have:
+            raise HscError(f"{path}: model expects {shape[key]} {what} but {reader.path} has {have}; "
                            f"use the dataset the model was made for")
 

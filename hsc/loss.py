@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from hsc.data.batches import PairBatch
 
 
 class ContrastiveLoss(nn.Module):
@@ -26,3 +31,13 @@ class ContrastiveLoss(nn.Module):
         if self.max_violation:
             return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
         return cost_caption.sum() + cost_image.sum()
+
+
+class RankingObjective:
+    """The hinge loss on a model's (B, B) batch scores: the whole objective of a family with no other terms."""
+
+    def __init__(self, ranking: ContrastiveLoss) -> None:
+        self.ranking = ranking
+
+    def __call__(self, model: nn.Module, batch: "PairBatch") -> torch.Tensor:
+        return self.ranking(model(batch.images, batch.tokens, batch.lengths).float())  # margins in float32

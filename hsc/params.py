@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hsc.errors import HscError
+from hsc.models.config import ModelOverlay, resolve_config
 
 DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
@@ -59,23 +60,9 @@ class PrepareParams(Section):
     feature_dtype: Literal["float32", "float16"] = "float32"
 
 
-class ModelParams(Section):
-    """Architecture; ``name`` picks a variant and null fields take that variant's default."""
-
-    name: Literal["hsc", "saf", "sgr"] = "hsc"
-    embed_size: int = Field(1024, ge=8)
-    word_dim: int = Field(300, ge=8)
-    sim_dim: int = Field(256, ge=8)
-    graph_blocks: Optional[int] = Field(None, ge=0)  # region-graph blocks (hsc: 4, saf/sgr: 0)
-    graph_heads: int = Field(4, ge=1)
-    text_attn_layers: Optional[int] = Field(None, ge=0)  # text self-attention (hsc: 4, saf/sgr: 0)
-    text_attn_padding: Literal["masked", "faithful"] = "masked"
-    head: Optional[Literal["saf", "sgr"]] = None  # similarity head (hsc: saf)
-    sgr_steps: int = Field(3, ge=1)
-    bi_gru: bool = True
-    embed_dropout: float = Field(0.4, ge=0, lt=1)
-    head_dropout: float = Field(0.4, ge=0, lt=1)
-    attn_lambda: float = Field(9.0, gt=0)
+# params.yaml's model section: ``name`` picks a registered variant, other keys override its
+# config when not null (hsc/models/config.py holds the families' defaults).
+ModelParams = ModelOverlay
 
 
 class TrainParams(Section):
@@ -132,8 +119,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def parse_params(raw: dict, source: str = "params") -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"])
         raise HscError(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})") from None
+    resolve_config(params.model.name, params.model.model_dump(), source)  # the model's values, checked up front
+    return params

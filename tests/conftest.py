@@ -23,7 +23,7 @@ TINY_PARAMS = {
     "synthetic": {"seed": 3, "n_train": 60, "n_dev": 20, "n_test": 20, "regions": 8, "feat_dim": 32, "max_objects": 2, "regions_per_object": 1,
                   "n_objects": 8, "n_attributes": 4, "n_relations": 3},
     "prepare": {"min_count": 1},
-    "model": {"name": "hsc", "embed_size": 32, "word_dim": 16, "sim_dim": 16},
+    "model": {"name": "hsc", "embed_size": 32, "text": {"word_dim": 16}, "head": {"sim_dim": 16}, "joint": {"local_dim": 16}},
     "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "lr_update": 1, "device": "cpu", "seed": 0},
     "evaluate": {"device": "cpu", "encode_batch": 16, "img_block": 8, "cap_block": 32},
 }

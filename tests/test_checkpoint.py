@@ -9,11 +9,12 @@ import torch
 
 from hsc.checkpoint import load_checkpoint, load_model, save_checkpoint
 from hsc.errors import HscError
-from hsc.models.config import ModelConfig
+from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 
-CONFIG = ModelConfig(name="hsc", img_dim=10, regions=4, vocab_size=25, embed_size=16, word_dim=8, sim_dim=8,
-                     graph_blocks=1, text_attn_layers=1, head="saf")
+CONFIG = ModelSpec.resolve("hsc", DataShape(img_dim=10, regions=4, vocab_size=25),
+                          {"embed_size": 16, "image": {"graph_blocks": 1}, "text": {"word_dim": 8, "attn_layers": 1},
+                           "head": {"sim_dim": 8}})
 
 
 def trained_a_little(seed: int = 0) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def test_round_trip_gives_the_same_scores_and_keeps_extra_state(tmp_path: Path) 
     loaded, checkpoint = load_model(path)
     assert (checkpoint["format"], checkpoint["version"], checkpoint["epoch"]) == ("hsc-checkpoint", 1, 3)
     assert checkpoint["vocab_sha256"] == "ab" * 32 and checkpoint["history"] == [{"epoch": 1.0}]
-    assert ModelConfig.from_dict(checkpoint["model_config"]) == CONFIG
+    assert ModelSpec.from_dict(checkpoint["model_config"]) == CONFIG
     assert not loaded.training
     feats, tokens, lengths = torch.randn(3, 4, 10), torch.randint(4, 25, (5, 7)), torch.tensor([7, 2, 4, 7, 1])
     with torch.no_grad():

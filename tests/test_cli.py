@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from hsc.atomic import atomic_directory
 from hsc.cli import app
 from hsc.errors import HscError
+from hsc.models.config import resolve_config
 from hsc.params import load_params
 from hsc.tools.preset import preset_names, preset_text
 
@@ -52,7 +53,8 @@ def test_preset_switches_the_params_file(tmp_path):
     result = hsc("preset", "f30k", "--params", str(params))
     assert result.returncode == 0, result.stderr
     loaded = load_params(params)
-    assert (loaded.dataset, loaded.model.embed_size, loaded.train.epochs, loaded.train.lr_update) == \
+    embed_size = resolve_config(loaded.model.name, loaded.model.model_dump()).embed_size  # the paper's default
+    assert (loaded.dataset, embed_size, loaded.train.epochs, loaded.train.lr_update) == \
         ("f30k_precomp", 1024, 50, 20)
 
 

@@ -15,7 +15,7 @@ from hsc.data.store import write_split
 from hsc.data.vocab import EncodedCaptions
 from hsc.errors import HscError
 from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
-from hsc.models.config import ModelConfig
+from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 from stages.evaluate import app
 
@@ -47,8 +47,9 @@ def prepare_split(data: Path, dataset: str, split: str, n_images: int, seed: int
 
 def make_checkpoint(path: Path, seed: int, vocab_sha256: str = VOCAB_SHA) -> Path:
     torch.manual_seed(seed)
-    cfg = ModelConfig(name="hsc", img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB_SIZE, embed_size=16,
-                      word_dim=8, sim_dim=8, graph_blocks=1, text_attn_layers=1)
+    cfg = ModelSpec.resolve("hsc", DataShape(img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB_SIZE),
+                            {"embed_size": 16, "image": {"graph_blocks": 1}, "text": {"word_dim": 8, "attn_layers": 1},
+                             "head": {"sim_dim": 8}})
     save_checkpoint(path, build_model(cfg), vocab_sha256=vocab_sha256)
     return path
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hsc.models.heads import PairNodes, SimilarityEncoder
+from hsc.models.config import HeadConfig
+from hsc.models.heads import HEADS, PairNodes, SimilarityEncoder
 from hsc.models.layers import l2norm
 from hsc.models.reference import loop_similarity
 
@@ -16,7 +17,7 @@ LENGTHS = [9, 3, 1, 6, 4, 9, 2]
 def make_head(kind: str, seed: int = 0, dropout: float = 0.4) -> SimilarityEncoder:
     """A head with non-trivial BatchNorm statistics and affine terms, as after training."""
     torch.manual_seed(seed)
-    head = SimilarityEncoder(E, S, R, kind, sgr_steps=3, dropout=dropout, attn_lambda=9.0)
+    head = SimilarityEncoder(E, R, HeadConfig(kind=kind, sim_dim=S, sgr_steps=3, dropout=dropout))
     for module in head.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -36,7 +37,7 @@ def inputs(n_images: int = 5, lengths: list[int] = LENGTHS, width: int = L, seed
     return img, cap, lengths_t
 
 
-@pytest.mark.parametrize("kind", ["saf", "sgr"])
+@pytest.mark.parametrize("kind", sorted(HEADS))
 @pytest.mark.parametrize("chunk_elements", [2 ** 25, 1, 5 * 2 * L * E])
 @torch.no_grad()
 def test_batched_head_equals_the_per_caption_loop(kind: str, chunk_elements: int) -> None:
@@ -50,7 +51,7 @@ def test_batched_head_equals_the_per_caption_loop(kind: str, chunk_elements: int
     assert scores.std() > 1e-4  # the comparison is not between constants
 
 
-@pytest.mark.parametrize("kind", ["saf", "sgr"])
+@pytest.mark.parametrize("kind", sorted(HEADS))
 @torch.no_grad()
 def test_eval_scores_ignore_what_lies_in_the_padding(kind: str) -> None:
     head = make_head(kind).eval()
@@ -61,7 +62,7 @@ def test_eval_scores_ignore_what_lies_in_the_padding(kind: str) -> None:
     assert torch.allclose(head(img, cap, lengths), head(img, wider, lengths), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["saf", "sgr"])
+@pytest.mark.parametrize("kind", sorted(HEADS))
 def test_training_statistics_come_from_real_nodes_and_span_the_batch(kind: str) -> None:
     img, cap, lengths = inputs()
     wider = torch.cat([cap, torch.zeros(len(LENGTHS), 5, E)], dim=1)
@@ -78,10 +79,10 @@ def test_training_statistics_come_from_real_nodes_and_span_the_batch(kind: str) 
 
 
 def test_saf_batch_norm_statistics_are_those_of_the_real_nodes() -> None:
-    saf = make_head("saf", dropout=0.0).train().cal_sim_base_atten
+    saf = make_head("saf", dropout=0.0).train().pool
     saf.bn.reset_running_stats()
     nodes = PairNodes(torch.randn(2, 3, S), torch.randn(2, 6, S), torch.tensor([0, 0, 1, 1, 1, 2]))
-    saf(nodes)
+    saf(nodes, torch.tensor([2, 3, 1]))
     logits = saf.attn_sim_w(torch.cat([nodes.glo, nodes.loc], dim=1)).flatten().detach()
     assert torch.allclose(saf.bn.running_mean, 0.1 * logits.mean(), atol=1e-6)
     assert torch.allclose(saf.bn.running_var, 0.9 + 0.1 * logits.var(), atol=1e-6)

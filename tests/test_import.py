@@ -23,7 +23,7 @@ from hsc.cli import app
 from hsc.data.vocab import SPECIALS, Vocabulary
 from hsc.errors import HscError
 from hsc.legacy.importer import import_released
-from hsc.models.config import ModelConfig
+from hsc.models.config import ModelSpec
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
 from released_checkpoints import FORMATS, CallsModuleFunction, save_released
@@ -223,8 +223,8 @@ def _scores_both_ways(parts: list[dict], out: Path, feats, tokens, lengths, unpa
 def test_imported_scores_equal_the_published_maths(tmp_path: Path, vocab: Path, model: str, variant: str,
                                                    head: str, fmt: str) -> None:
     parts, out = _import(tmp_path, model, fmt, vocab)
-    config = ModelConfig.from_dict(load_checkpoint(out)["model_config"])
-    assert (config.name, config.head, config.regions, config.vocab_size) == (variant, head, R, 20)
+    spec = ModelSpec.from_dict(load_checkpoint(out)["model_config"])
+    assert (spec.name, spec.config.head.kind, spec.data.regions, spec.data.vocab_size) == (variant, head, R, 20)
     hsc_scores, direct = _scores_both_ways(parts, out, *_batch(20))
     assert hsc_scores.shape == (3, 4)
     assert (hsc_scores - direct).abs().max() < 1e-5
@@ -232,7 +232,7 @@ def test_imported_scores_equal_the_published_maths(tmp_path: Path, vocab: Path, 
 
 def test_lhsc_defaults_to_faithful_padding_which_depends_on_the_batch(tmp_path: Path, vocab: Path) -> None:
     parts, out = _import(tmp_path, "lhsc", "py2", vocab)
-    assert load_checkpoint(out)["model_config"]["text_attn_padding"] == "faithful"
+    assert load_checkpoint(out)["model_config"]["config"]["text"]["attn_padding"] == "faithful"
     feats, tokens, lengths = _batch(20)
     hsc_scores, padded = _scores_both_ways(parts, out, feats, tokens, lengths)
     _, alone = _scores_both_ways(parts, out, feats, tokens, lengths, unpadded=True)
@@ -243,7 +243,7 @@ def test_lhsc_defaults_to_faithful_padding_which_depends_on_the_batch(tmp_path: 
 
 def test_masked_padding_scores_each_caption_as_if_alone(tmp_path: Path, vocab: Path) -> None:
     parts, out = _import(tmp_path, "lhsc", "zip", vocab, text_attn_padding="masked")
-    assert load_checkpoint(out)["model_config"]["text_attn_padding"] == "masked"
+    assert load_checkpoint(out)["model_config"]["config"]["text"]["attn_padding"] == "masked"
     hsc_scores, alone = _scores_both_ways(parts, out, *_batch(20), unpadded=True)
     assert (hsc_scores - alone).abs().max() < 1e-5
 
@@ -253,7 +253,7 @@ def test_released_vocabulary_and_36_regions(tmp_path: Path, shared_scan: Path) -
     parts, out = _import(tmp_path, "lhsc", "py2", vocab, regions=36)
     checkpoint = load_checkpoint(out)
     assert checkpoint["vocab_sha256"] == Vocabulary.load(vocab).sha256
-    assert checkpoint["model_config"]["vocab_size"] == 8481
+    assert checkpoint["model_config"]["data"]["vocab_size"] == 8481
     assert checkpoint["imported_from"]["data_name"] == "f30k_precomp"
     hsc_scores, direct = _scores_both_ways(parts, out, *_batch(8481, regions=36))
     assert (hsc_scores - direct).abs().max() < 1e-5
@@ -271,7 +271,7 @@ def test_a_vocabulary_of_another_size_is_refused(tmp_path: Path, shared_scan: Pa
 def test_imported_checkpoint_fine_tunes_as_train_init_reads_it(tmp_path: Path, vocab: Path) -> None:
     _, out = _import(tmp_path, "saf", "zip", vocab)
     init = load_checkpoint(out)
-    model = build_model(ModelConfig.from_dict(init["model_config"]))
+    model = build_model(ModelSpec.from_dict(init["model_config"]))
     model.load_state_dict(init["state_dict"])  # strict, as `hsc train --init` loads it
     feats, tokens, lengths = _batch(20)
     loss = model(feats[:3], tokens[:3], lengths[:3]).diagonal().sum()
@@ -350,7 +350,7 @@ def test_command_writes_a_checkpoint_and_reports_it(tmp_path: Path, vocab: Path,
     assert result.exit_code == 0, result.output
     assert f"hsc model with head saf, {report}" in result.output
     assert ("set evaluate.encode_batch: 128" in result.output) == (not padding)
-    assert load_checkpoint(out)["model_config"]["text_attn_padding"] == ("masked" if padding else "faithful")
+    assert load_checkpoint(out)["model_config"]["config"]["text"]["attn_padding"] == ("masked" if padding else "faithful")
 
 
 def test_command_refuses_a_code_payload_with_one_line(tmp_path: Path, vocab: Path) -> None:

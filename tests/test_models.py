@@ -7,19 +7,21 @@ import torch
 import torch.nn.functional as F
 
 from hsc.errors import HscError
-from hsc.models.config import ModelConfig, resolve_model_config
+from hsc.models.config import VARIANTS, DataShape, ModelSpec
 from hsc.models.layers import l2norm
 from hsc.models.reference import loop_similarity
-from hsc.models.registry import VARIANTS, build_model
+from hsc.models.registry import build_model
 from hsc.params import ModelParams
 
 D, R, V, E, WORD, S = 12, 5, 30, 16, 10, 8
 
 
-def tiny_config(**overrides) -> ModelConfig:
-    fields = dict(name="hsc", img_dim=D, regions=R, vocab_size=V, embed_size=E, word_dim=WORD, sim_dim=S,
-                  graph_blocks=2, text_attn_layers=2, head="saf")
-    return ModelConfig(**{**fields, **overrides})
+def tiny_config(name: str = "hsc", image: dict | None = None, text: dict | None = None,
+                head: dict | None = None) -> ModelSpec:
+    """A tiny hsc-family spec: 2 graph blocks, 2 text attention layers, sections overridden as given."""
+    return ModelSpec.resolve(name, DataShape(img_dim=D, regions=R, vocab_size=V), {
+        "embed_size": E, "image": {"graph_blocks": 2, **(image or {})},
+        "text": {"word_dim": WORD, "attn_layers": 2, **(text or {})}, "head": {"sim_dim": S, **(head or {})}})
 
 
 def tokens_for(lengths: list[int], width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,24 +38,28 @@ def tokens_for(lengths: list[int], width: int, seed: int = 0) -> tuple[torch.Ten
 @pytest.mark.parametrize("name, blocks, layers, head", [("hsc", 4, 4, "saf"), ("saf", 0, 0, "saf"),
                                                          ("sgr", 0, 0, "sgr")])
 def test_variants_fill_null_fields(name: str, blocks: int, layers: int, head: str) -> None:
-    cfg = resolve_model_config(ModelParams(name=name), img_dim=2048, regions=36, vocab_size=100)
-    assert (cfg.graph_blocks, cfg.text_attn_layers, cfg.head) == (blocks, layers, head)
-    assert (cfg.img_dim, cfg.regions, cfg.vocab_size, cfg.name) == (2048, 36, 100, name)
+    spec = ModelSpec.resolve(name, DataShape(img_dim=2048, regions=36, vocab_size=100), ModelParams(name=name).model_dump())
+    config = spec.config
+    assert (config.image.graph_blocks, config.text.attn_layers, config.head.kind) == (blocks, layers, head)
+    assert (spec.data.img_dim, spec.data.regions, spec.data.vocab_size, spec.name) == (2048, 36, 100, name)
     assert name in VARIANTS
 
 
 def test_explicit_fields_override_the_variant() -> None:
-    cfg = resolve_model_config(ModelParams(name="hsc", graph_blocks=1, head="sgr"), 8, 4, 10)
-    assert (cfg.graph_blocks, cfg.text_attn_layers, cfg.head) == (1, 4, "sgr")
+    params = ModelParams.model_validate({"name": "hsc", "image": {"graph_blocks": 1}, "head": {"kind": "sgr"}})
+    config = ModelSpec.resolve("hsc", DataShape(8, 4, 10), params.model_dump()).config
+    assert (config.image.graph_blocks, config.text.attn_layers, config.head.kind) == (1, 4, "sgr")
 
 
 def test_config_round_trips_and_rejects_unknown_keys() -> None:
     cfg = tiny_config()
-    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(HscError, match="unknown key 'gcn_blocks'"):
-        ModelConfig.from_dict({**cfg.to_dict(), "gcn_blocks": 2})
-    with pytest.raises(HscError, match="model.graph_heads"):
-        tiny_config(graph_heads=3)
+    assert ModelSpec.from_dict(cfg.to_dict()) == cfg
+    bad = cfg.to_dict()
+    bad["config"]["image"]["gcn_blocks"] = 2
+    with pytest.raises(HscError, match="key 'image.gcn_blocks'"):
+        ModelSpec.from_dict(bad)
+    with pytest.raises(HscError, match="model.image.graph_heads"):
+        tiny_config(image={"graph_heads": 3})
 
 
 # --- encoders -----------------------------------------------------------------------------
@@ -80,7 +86,7 @@ def test_captions_are_unit_words_and_exactly_zero_past_their_length() -> None:
 
 def test_masked_text_attention_ignores_extra_padding() -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_config(text_attn_padding="masked")).eval()
+    model = build_model(tiny_config(text={"attn_padding": "masked"})).eval()
     tokens, lengths = tokens_for([6, 3], 6)
     wider = F.pad(tokens, (0, 4))
     assert torch.allclose(model.encode_captions(tokens, lengths), model.encode_captions(wider, lengths)[:, :6],
@@ -89,7 +95,7 @@ def test_masked_text_attention_ignores_extra_padding() -> None:
 
 def test_faithful_text_attention_divides_by_the_padded_length_and_attends_to_padding() -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_config(text_attn_padding="faithful", text_attn_layers=1)).eval()
+    model = build_model(tiny_config(text={"attn_padding": "faithful", "attn_layers": 1})).eval()
     torch.nn.init.uniform_(model.txt_enc.embed.weight, -1, 1)  # a trained scale, so padding's effect is plain
     tokens, lengths = tokens_for([2], 5)  # 3 <pad> positions
     layer = model.txt_enc.W_att1
@@ -108,7 +114,7 @@ def test_faithful_text_attention_divides_by_the_padded_length_and_attends_to_pad
 @pytest.mark.parametrize("head", ["saf", "sgr"])
 def test_padded_batch_scores_equal_each_caption_alone(head: str) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_config(head=head)).eval()
+    model = build_model(tiny_config(head={"kind": head})).eval()
     feats = torch.randn(3, R, D)
     tokens, lengths = tokens_for([7, 2, 4, 1], 8)
     with torch.no_grad():
@@ -137,7 +143,7 @@ def test_forward_is_the_square_batch_matrix_and_trains() -> None:
 
 
 def test_state_dict_follows_the_released_lhsc_layout() -> None:
-    cfg = tiny_config(graph_blocks=4, text_attn_layers=4, graph_heads=4)
+    cfg = tiny_config(image={"graph_blocks": 4, "graph_heads": 4}, text={"attn_layers": 4})
     shapes = {key: tuple(value.shape) for key, value in build_model(cfg).state_dict().items()}
     assert shapes["img_enc.fc.weight"] == (E, D)
     assert shapes["img_enc.IM_GCN_4.theta3.weight"] == (E // 4, E, 1)
@@ -151,7 +157,7 @@ def test_state_dict_follows_the_released_lhsc_layout() -> None:
     assert shapes["sim_enc.v_global_w.embedding_local.1.running_mean"] == (R,)
     assert shapes["sim_enc.t_global_w.embedding_common.0.weight"] == (1, E)
     assert shapes["sim_enc.sim_tranloc_w.weight"] == (S, E)
-    assert shapes["sim_enc.cal_sim_base_atten.bn.running_mean"] == (1,)
-    sgr = build_model(tiny_config(head="sgr", sgr_steps=3)).state_dict()
-    assert tuple(sgr["sim_enc.SGR_module.2.sim_graph_w.weight"].shape) == (S, S)
-    assert not any(key.startswith("sim_enc.cal_sim_base_atten") for key in sgr)
+    assert shapes["sim_enc.pool.bn.running_mean"] == (1,)
+    sgr = build_model(tiny_config(head={"kind": "sgr", "sgr_steps": 3})).state_dict()
+    assert tuple(sgr["sim_enc.pool.steps.2.sim_graph_w.weight"].shape) == (S, S)
+    assert not any(key.startswith("sim_enc.pool.bn") for key in sgr)

@@ -89,7 +89,7 @@ def test_raising_epochs_continues_a_finished_run(tiny_prepared, tiny_params_dict
 def test_nan_loss_stops_and_names_the_step_and_the_kept_checkpoint(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
     params = tiny_params(tiny_params_dict)
     trainer = Trainer(params, tiny_prepared, tmp_path / "ckpt", tmp_path / "metrics")
-    monkeypatch.setattr(trainer.loss_fn, "forward", lambda scores: scores.sum() * float("nan"))
+    monkeypatch.setattr(trainer.objective.ranking, "forward", lambda scores: scores.sum() * float("nan"))
     with pytest.raises(HscError, match=r"loss became nan at epoch 1, step 1; no checkpoint was written yet"):
         trainer.run()
 
@@ -97,10 +97,10 @@ def test_nan_loss_stops_and_names_the_step_and_the_kept_checkpoint(tiny_prepared
 def test_fine_tuning_refuses_a_checkpoint_with_another_vocabulary(tiny_prepared, tiny_params_dict, tmp_path):
     first = run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path / "a")
     state = load_checkpoint(first.best_path)
-    from hsc.models.config import ModelConfig
+    from hsc.models.config import ModelSpec
     from hsc.models.registry import build_model
 
-    model = build_model(ModelConfig.from_dict(state["model_config"]))
+    model = build_model(ModelSpec.from_dict(state["model_config"]))
     foreign = tmp_path / "foreign.pt"
     save_checkpoint(foreign, model, vocab_sha256="0" * 64)
     with pytest.raises(HscError, match="vocabulary sha256 .* differs from"):

@@ -26,6 +26,10 @@ class PairBatch(NamedTuple):
     caption_ids: torch.Tensor  # (B,) int64, caption index j in the split
     image_ids: torch.Tensor  # (B,) int64, image index of caption j
 
+    def to(self, device: torch.device) -> "PairBatch":
+        """The batch on ``device`` (non-blocking from pinned memory)."""
+        return PairBatch(*(tensor.to(device, non_blocking=True) for tensor in self))
+
 
 class PairDataset(Dataset):
     """One item per caption: (its image's features, its ids, caption index, image index)."""

@@ -18,14 +18,19 @@ from hsc.evaluation.protocols import scored_image_rows
 from hsc.evaluation.ranks import rank_metrics
 from hsc.progress import bar
 
+# Scores of pooled models are computed this many at a time (64 MB of float32): large enough
+# for a fast GEMM, small enough to keep memory flat.
+POOLED_BLOCK_ELEMENTS = 1 << 24
+
 
 @dataclass
 class SplitEmbeddings:
     """A split's encoded images and captions (on the device they were encoded on)."""
 
-    images: torch.Tensor  # (N, R, E)
-    captions: torch.Tensor  # (C, L_max, E), zero past each caption's length
+    images: torch.Tensor  # token-level (N, R, E); pooled (N, E)
+    captions: torch.Tensor  # token-level (C, L_max, E), zero past each caption's length; pooled (C, E)
     lengths: torch.Tensor  # (C,) int64
+    granularity: str = "token"
 
 
 def reader_name(reader: Any) -> str:
@@ -46,7 +51,10 @@ def inference(model: torch.nn.Module) -> Iterator[None]:
 
 
 def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.device | str) -> SplitEmbeddings:
-    """Encode the split's scored images (see ``scored_image_rows``) and all its captions."""
+    """Encode the split's scored images (see ``scored_image_rows``) and all its captions.
+
+    Captions go in batches of ``model.caption_batch(batch_size)``, in file order.
+    """
     device = torch.device(device)
     rows = scored_image_rows(reader.n_images, np.asarray(reader.caption_image), reader_name(reader))
     # Token ids are small, so read them all to size the output; features are read per batch.
@@ -61,20 +69,28 @@ def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.devi
             image_parts.append(model.encode_images(feats.to(device)))
             progress.advance(image_task, len(feats))
         caption_task = progress.add_task("encode captions", total=len(captions))
-        for start in range(0, len(captions), batch_size):
-            tokens, batch_lengths = collate_captions(captions[start:start + batch_size])
+        caption_batch = model.caption_batch(batch_size)
+        for start in range(0, len(captions), caption_batch):
+            tokens, batch_lengths = collate_captions(captions[start:start + caption_batch])
             embs = model.encode_captions(tokens.to(device), batch_lengths.to(device))
-            if caption_embs is None:
-                caption_embs = embs.new_zeros((len(captions), int(lengths.max()), embs.shape[-1]))
+            if caption_embs is None:  # token-level: (C, longest, E); pooled: (C, E)
+                size = (len(captions), int(lengths.max()), embs.shape[-1]) if embs.dim() == 3 else (len(captions), embs.shape[-1])
+                caption_embs = embs.new_zeros(size)
             caption_embs[start:start + len(embs), :embs.shape[1]] = embs
             progress.advance(caption_task, len(embs))
-    return SplitEmbeddings(images=torch.cat(image_parts), captions=caption_embs, lengths=lengths.to(device))
+    return SplitEmbeddings(images=torch.cat(image_parts), captions=caption_embs, lengths=lengths.to(device),
+                           granularity=model.granularity)
 
 
 def score_matrix(model: Any, emb: SplitEmbeddings, *, img_block: int, cap_block: int,
                  device: torch.device | str) -> np.ndarray:
-    """All (N, C) similarities, ``img_block`` x ``cap_block`` pairs at a time, as float32."""
+    """All (N, C) similarities, ``img_block`` x ``cap_block`` pairs at a time, as float32.
+
+    Pooled embeddings are scored by blocked matrix products instead (:func:`pooled_score_matrix`).
+    """
     device = torch.device(device)
+    if emb.granularity == "pooled":
+        return pooled_score_matrix(emb.images, emb.captions, device=device)
     n_images, n_captions = len(emb.images), len(emb.captions)
     sims = np.empty((n_images, n_captions), dtype=np.float32)
     with inference(model), bar(unit="pairs") as progress:
@@ -88,6 +104,23 @@ def score_matrix(model: Any, emb: SplitEmbeddings, *, img_block: int, cap_block:
                 block = model.similarity(images, captions, lengths.to(device))
                 sims[i:i + len(images), c:c + len(captions)] = block.float().cpu().numpy()
                 progress.advance(task, block.numel())
+    return sims
+
+
+def pooled_score_matrix(images: torch.Tensor, captions: torch.Tensor, *, device: torch.device | str,
+                        block_elements: int = POOLED_BLOCK_ELEMENTS) -> np.ndarray:
+    """(N, E) x (C, E) -> (N, C) dot products as float32, a block of image rows against every caption at a time."""
+    device = torch.device(device)
+    n_images, n_captions = len(images), len(captions)
+    sims = np.empty((n_images, n_captions), dtype=np.float32)
+    captions_t = captions.to(device).float().t().contiguous()
+    rows = max(1, block_elements // max(1, n_captions))
+    with bar(unit="pairs") as progress:
+        task = progress.add_task("score pairs", total=n_images * n_captions)
+        for i in range(0, n_images, rows):
+            block = images[i:i + rows].to(device).float() @ captions_t
+            sims[i:i + len(block)] = block.cpu().numpy()
+            progress.advance(task, block.numel())
     return sims
 
 

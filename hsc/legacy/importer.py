@@ -11,7 +11,7 @@ from hsc.data.vocab import Vocabulary
 from hsc.hashing import sha256_file
 from hsc.legacy.lhsc import hsc_state_dict, model_config
 from hsc.legacy.safe_load import load_released
-from hsc.models.config import ModelConfig
+from hsc.models.config import ModelSpec
 from hsc.models.registry import build_model
 
 
@@ -20,7 +20,7 @@ class ImportResult:
     """What was written, for the command's summary line."""
 
     out: Path
-    config: ModelConfig
+    spec: ModelSpec
     tensors: int
     source_epoch: int | None
     source_best_rsum: float | None
@@ -36,15 +36,15 @@ def import_released(source: Path, vocab_path: Path, out: Path, *, regions: int =
     """
     released = load_released(source)
     vocab = Vocabulary.load(vocab_path)
-    config = model_config(released, vocab_size=len(vocab), vocab_name=str(vocab_path), regions=regions,
-                          text_attn_padding=text_attn_padding)
-    model = build_model(config)
+    spec = model_config(released, vocab_size=len(vocab), vocab_name=str(vocab_path), regions=regions,
+                        text_attn_padding=text_attn_padding)
+    model = build_model(spec)
     weights = hsc_state_dict(released, model.state_dict())
     model.load_state_dict(weights, strict=False)  # strict=False only for the optional BatchNorm counters
     provenance = {"file": source.name, "sha256": sha256_file(source), "epoch": released.epoch,
                   "best_rsum": released.best_rsum, "data_name": released.opt.get("data_name")}
     save_checkpoint(out, model, vocab_sha256=vocab.sha256, imported_from=provenance)
     batch_size = released.opt.get("batch_size")
-    return ImportResult(out=out, config=config, tensors=len(weights), source_epoch=released.epoch,
+    return ImportResult(out=out, spec=spec, tensors=len(weights), source_epoch=released.epoch,
                         source_best_rsum=released.best_rsum,
                         source_batch_size=batch_size if isinstance(batch_size, int) else None)

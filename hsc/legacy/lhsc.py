@@ -1,8 +1,9 @@
 """Map a released LHSC / SGRAF checkpoint onto hsc's model: the config and the state dict.
 
-hsc's module tree keeps the released names (``img_enc.IM_GCN_1.theta``, ``txt_enc.W_att1``,
-``sim_enc.v_global_w``...), so a key maps by prefixing its part; the one rename is SGRAF's
-``SAF_module``, which LHSC (and hsc) call ``cal_sim_base_atten``. The architecture is read
+hsc's module tree keeps most released names (``img_enc.IM_GCN_1.theta``, ``txt_enc.W_att1``,
+``sim_enc.v_global_w``...), so a key maps by prefixing its part; the renames are the heads:
+SGRAF's ``SAF_module`` and LHSC's ``cal_sim_base_atten`` are hsc's ``pool``, and
+``SGR_module.N`` is ``pool.steps.N`` (``RENAMES``). The architecture is read
 from the weights' shapes; of the training options only ``module_name`` (checked against the
 weights) and ``lambda_softmax`` (the attention temperature) are used.
 """
@@ -16,9 +17,9 @@ import torch
 
 from hsc.errors import HscError
 from hsc.legacy.safe_load import PARTS, ReleasedCheckpoint
-from hsc.models.config import ModelConfig
+from hsc.models.config import CrossAttentionConfig, DataShape, HeadConfig, ImageConfig, ModelSpec, TextConfig
 
-RENAMES = {"sim_enc": {"SAF_module.": "cal_sim_base_atten."}}
+RENAMES = {"sim_enc": {"SAF_module.": "pool.", "cal_sim_base_atten.": "pool.", "SGR_module.": "pool.steps."}}
 # Older torch wrote BatchNorm without this counter; the model's own value stands in for it.
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
@@ -32,8 +33,8 @@ def hsc_key(part: str, key: str) -> str:
 
 
 def model_config(released: ReleasedCheckpoint, vocab_size: int, vocab_name: str, regions: int,
-                 text_attn_padding: Literal["masked", "faithful"] | None) -> ModelConfig:
-    """The :class:`ModelConfig` the released weights describe (sizes from their shapes)."""
+                 text_attn_padding: Literal["masked", "faithful"] | None) -> ModelSpec:
+    """The :class:`ModelSpec` the released weights describe (sizes from their shapes)."""
     img, txt, sim = (released.parts[name] for name in PARTS)
     embed_size, img_dim = _shape(released, "img_enc", "fc.weight", dims=2)
     words, word_dim = _shape(released, "txt_enc", "embed.weight", dims=2)
@@ -53,13 +54,14 @@ def model_config(released: ReleasedCheckpoint, vocab_size: int, vocab_name: str,
         # LHSC was trained with attention over the padded batch; only that reproduces its numbers.
         text_attn_padding = "faithful" if text_attn_layers else "masked"
     lhsc = bool(graph_blocks or text_attn_layers)
-    return ModelConfig(
-        name="hsc" if lhsc else head, img_dim=img_dim, regions=regions, vocab_size=vocab_size,
-        embed_size=embed_size, word_dim=word_dim, sim_dim=sim_dim, graph_blocks=graph_blocks,
-        graph_heads=graph_heads, text_attn_layers=text_attn_layers, text_attn_padding=text_attn_padding,
-        head=head, sgr_steps=sgr_steps, bi_gru="cap_rnn.weight_ih_l0_reverse" in txt,
-        attn_lambda=_attention_temperature(released),
+    config = CrossAttentionConfig(
+        embed_size=embed_size,
+        image=ImageConfig(graph_blocks=graph_blocks, graph_heads=graph_heads),
+        text=TextConfig(word_dim=word_dim, attn_layers=text_attn_layers, attn_padding=text_attn_padding,
+                        bi_gru="cap_rnn.weight_ih_l0_reverse" in txt),
+        head=HeadConfig(kind=head, sim_dim=sim_dim, sgr_steps=sgr_steps, attn_lambda=_attention_temperature(released)),
     )
+    return ModelSpec("hsc" if lhsc else head, config, DataShape(img_dim=img_dim, regions=regions, vocab_size=vocab_size))
 
 
 def hsc_state_dict(released: ReleasedCheckpoint, expected: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

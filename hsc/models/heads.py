@@ -1,9 +1,15 @@
-"""Similarity heads (SGRAF's SAF and SGR) scoring every image x caption pair in batched tensors.
+"""The cross-attention family's pair scorer: similarity nodes, pooled by a head from ``HEADS``.
 
 Each pair gets similarity nodes: one global (image vector vs caption vector) and one per real
-word (the word vs its SCAN text-to-image attended context). SAF filters and pools the nodes,
-SGR reasons over them. Words are handled *packed*: the real words of a block of captions are
-concatenated, so padding costs nothing and every large product is one batched GEMM.
+word (the word vs its SCAN text-to-image attended context). A head turns a pair's nodes into
+one (S,) vector: SAF filters and pools them, SGR reasons over them. Words are handled
+*packed*: the real words of a block of captions are concatenated, so padding costs nothing
+and every large product is one batched GEMM.
+
+A head is a module built from :class:`~hsc.models.config.HeadConfig` with ``forward(nodes,
+lengths) -> (Bi, Bc, S)`` over packed nodes and ``reference(nodes) -> (Bi, S)``, the same maths
+in plain tensor operations over one caption's unpadded nodes. Adding a head is its class and
+one entry in ``HEADS``; the tests run every entry.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsc.errors import HscError
+from hsc.models import plain_ops
+from hsc.models.config import HeadConfig
 from hsc.models.layers import EPS, init_head_modules_, l2norm
 from hsc.models.text import word_mask
 
@@ -77,12 +86,12 @@ class TextGlobal(nn.Module):
 class AttentionFiltration(nn.Module):
     """SAF: weight each pair's nodes by L1-normalised sigmoid(BN(Linear(node))) and pool them to (S,)."""
 
-    def __init__(self, sim_dim: int) -> None:
+    def __init__(self, config: HeadConfig) -> None:
         super().__init__()
-        self.attn_sim_w = nn.Linear(sim_dim, 1)
+        self.attn_sim_w = nn.Linear(config.sim_dim, 1)
         self.bn = nn.BatchNorm1d(1)
 
-    def forward(self, nodes: PairNodes) -> torch.Tensor:
+    def forward(self, nodes: PairNodes, lengths: torch.Tensor) -> torch.Tensor:
         """(Bi, Bc, S) pooled vectors from packed nodes, so BatchNorm sees only real ones."""
         glo_logits = self.attn_sim_w(nodes.glo).squeeze(-1)  # (Bi, Bc)
         loc_logits = self.attn_sim_w(nodes.loc).squeeze(-1)  # (Bi, W)
@@ -93,6 +102,11 @@ class AttentionFiltration(nn.Module):
         pooled = (nodes.glo * glo_gate.unsqueeze(2)).index_add(1, nodes.word_caption,
                                                                nodes.loc * loc_gate.unsqueeze(2))
         return l2norm(pooled / (total.unsqueeze(2) + EPS))
+
+    def reference(self, nodes: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(plain_ops.batch_norm(self.bn, plain_ops.linear(self.attn_sim_w, nodes), 2))[..., 0]
+        gate = gate / (gate.abs().sum(dim=1, keepdim=True) + EPS)
+        return plain_ops.l2((gate[..., None] * nodes).sum(dim=1))
 
 
 class GraphReasoning(nn.Module):
@@ -112,14 +126,40 @@ class GraphReasoning(nn.Module):
         return torch.relu(self.sim_graph_w(edges @ nodes))
 
 
+class GraphReasoningHead(nn.Module):
+    """SGR: ``sgr_steps`` graph reasoning steps over a pair's nodes; the global node is its vector."""
+
+    def __init__(self, config: HeadConfig) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(GraphReasoning(config.sim_dim) for _ in range(config.sgr_steps))
+
+    def forward(self, nodes: PairNodes, lengths: torch.Tensor) -> torch.Tensor:
+        padded, mask = nodes.padded(lengths)
+        for index, step in enumerate(self.steps):
+            last = index == len(self.steps) - 1  # only the global node is read afterwards
+            padded = step(padded, mask, queries=1 if last else None)
+        return padded[:, :, 0]
+
+    def reference(self, nodes: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            query = plain_ops.linear(step.graph_query_w, nodes)
+            key = plain_ops.linear(step.graph_key_w, nodes)
+            nodes = torch.relu(plain_ops.linear(step.sim_graph_w, torch.softmax(query @ key.transpose(1, 2), dim=2) @ nodes))
+        return nodes[:, 0]
+
+
+HEADS: dict[str, type[nn.Module]] = {"saf": AttentionFiltration, "sgr": GraphReasoningHead}
+
+
 class SimilarityEncoder(nn.Module):
     """(Bi, R, E) regions x (Bc, L, E) words -> (Bi, Bc) scores in [0, 1] (LHSC's ``sim_enc``)."""
 
-    def __init__(self, embed_size: int, sim_dim: int, regions: int, head: str, sgr_steps: int,
-                 dropout: float, attn_lambda: float) -> None:
+    def __init__(self, embed_size: int, regions: int, config: HeadConfig) -> None:
         super().__init__()
-        self.head = head
-        self.attn_lambda = attn_lambda
+        if config.kind not in HEADS:
+            raise HscError(f"model.head.kind: unknown head {config.kind!r} (known: {', '.join(HEADS)})")
+        sim_dim, dropout = config.sim_dim, config.dropout
+        self.attn_lambda = config.attn_lambda
         # Captions per block keep Bi x block captions x longest x E floats under this: 2**23 (32 MB)
         # measured fastest on 2 CPU cores; None picks that on a CPU and 2**27 on a GPU, where
         # larger kernels pay.
@@ -129,10 +169,7 @@ class SimilarityEncoder(nn.Module):
         self.sim_tranloc_w = nn.Linear(embed_size, sim_dim)
         self.sim_tranglo_w = nn.Linear(embed_size, sim_dim)
         self.sim_eval_w = nn.Linear(sim_dim, 1)
-        if head == "saf":
-            self.cal_sim_base_atten = AttentionFiltration(sim_dim)
-        else:
-            self.SGR_module = nn.ModuleList(GraphReasoning(sim_dim) for _ in range(sgr_steps))
+        self.pool = HEADS[config.kind](config)
         init_head_modules_(self)
 
     def forward(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -208,13 +245,5 @@ class SimilarityEncoder(nn.Module):
         return (scores * self.attn_lambda).softmax(dim=1).transpose(1, 2)
 
     def score(self, nodes: PairNodes, lengths: torch.Tensor) -> torch.Tensor:
-        """(Bi, Bc) scores from the pairs' nodes through SAF or SGR."""
-        if self.head == "saf":
-            pooled = self.cal_sim_base_atten(nodes)
-        else:
-            padded, mask = nodes.padded(lengths)
-            for index, step in enumerate(self.SGR_module):
-                last = index == len(self.SGR_module) - 1  # only the global node is read afterwards
-                padded = step(padded, mask, queries=1 if last else None)
-            pooled = padded[:, :, 0]
-        return torch.sigmoid(self.sim_eval_w(pooled)).squeeze(-1)
+        """(Bi, Bc) scores from the pairs' nodes through the head."""
+        return torch.sigmoid(self.sim_eval_w(self.pool(nodes, lengths))).squeeze(-1)

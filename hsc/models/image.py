@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hsc.models.config import ImageConfig
 from hsc.models.layers import l2norm, xavier_linear_
 
 
@@ -50,14 +51,14 @@ class RegionGraphBlock(nn.Module):
 class ImageEncoder(nn.Module):
     """(B, R, D) region features -> (B, R, E) L2-normalised region embeddings."""
 
-    def __init__(self, img_dim: int, embed_size: int, graph_blocks: int, graph_heads: int) -> None:
+    def __init__(self, img_dim: int, embed_size: int, config: ImageConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(img_dim, embed_size)
         xavier_linear_(self.fc)
         # Named IM_GCN_1.. as in the released LHSC checkpoints, so their keys map one to one.
-        self.block_names = [f"IM_GCN_{index}" for index in range(1, graph_blocks + 1)]
+        self.block_names = [f"IM_GCN_{index}" for index in range(1, config.graph_blocks + 1)]
         for name in self.block_names:
-            self.add_module(name, RegionGraphBlock(embed_size, graph_heads))
+            self.add_module(name, RegionGraphBlock(embed_size, config.graph_heads))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         v = self.fc(feats).transpose(1, 2)

@@ -1,14 +1,14 @@
-"""The model variants and the one place models are built."""
+"""The one place models are built: a variant's family module, from a :class:`ModelSpec`."""
 
 from __future__ import annotations
 
-from hsc.models.config import VARIANT_DEFAULTS, ModelConfig
-from hsc.models.retrieval import RetrievalModel
+import importlib
 
-# hsc: region graphs + text attention + SAF (LHSC); saf / sgr: the plain SGRAF models.
-VARIANTS: tuple[str, ...] = tuple(VARIANT_DEFAULTS)
+from hsc.models.base import RetrievalModel
+from hsc.models.config import ModelSpec
 
 
-def build_model(cfg: ModelConfig) -> RetrievalModel:
-    """A freshly initialised model of ``cfg`` (seed torch first for a reproducible init)."""
-    return RetrievalModel(cfg)
+def build_model(spec: ModelSpec) -> RetrievalModel:
+    """A freshly initialised model of ``spec`` (seed torch first for a reproducible init)."""
+    module, _, cls = spec.variant.model.partition(":")
+    return getattr(importlib.import_module(module), cls)(spec)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from hsc.models.config import TextConfig
 from hsc.models.layers import init_head_modules_, l2norm
 
 
@@ -47,19 +48,19 @@ class TextSelfAttention(nn.Module):
 class TextEncoder(nn.Module):
     """(B, L) token ids + lengths -> (B, L, E) L2-normalised word embeddings, zero past each length."""
 
-    def __init__(self, vocab_size: int, word_dim: int, embed_size: int, attn_layers: int,
-                 attn_padding: str, bi_gru: bool, dropout: float) -> None:
+    def __init__(self, vocab_size: int, embed_size: int, config: TextConfig) -> None:
         super().__init__()
         self.embed_size = embed_size
-        self.bi_gru = bi_gru
-        self.embed = nn.Embedding(vocab_size, word_dim)
+        self.bi_gru = config.bi_gru
+        self.embed = nn.Embedding(vocab_size, config.word_dim)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         # Named W_att1.. as in the released LHSC checkpoints.
-        self.attn_names = [f"W_att{index}" for index in range(1, attn_layers + 1)]
+        self.attn_names = [f"W_att{index}" for index in range(1, config.attn_layers + 1)]
         for name in self.attn_names:
-            self.add_module(name, TextSelfAttention(word_dim, attn_padding))
-        self.cap_rnn = nn.GRU(word_dim, embed_size, num_layers=1, batch_first=True, bidirectional=bi_gru)
+            self.add_module(name, TextSelfAttention(config.word_dim, config.attn_padding))
+        self.cap_rnn = nn.GRU(config.word_dim, embed_size, num_layers=1, batch_first=True,
+                              bidirectional=config.bi_gru)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.embed(tokens))

@@ -25,13 +25,14 @@ def import_checkpoint(
     from hsc.legacy.importer import import_released
 
     result = import_released(source, vocab, out, regions=regions, text_attn_padding=text_attn_padding)
-    config = result.config
-    padding = f", text attention {config.text_attn_padding}" if config.text_attn_layers else ""
+    spec = result.spec
+    config = spec.config
+    padding = f", text attention {config.text.attn_padding}" if config.text.attn_layers else ""
     trained = f" (epoch {result.source_epoch}, dev rsum {result.source_best_rsum})" \
         if result.source_epoch is not None else ""
-    print(f"{result.out}: {config.name} model with head {config.head}{padding}, {result.tensors} tensors "
+    print(f"{result.out}: {spec.name} model with head {config.head.kind}{padding}, {result.tensors} tensors "
           f"from {source}{trained}")
-    if config.text_attn_padding == "faithful" and config.text_attn_layers and result.source_batch_size:
+    if config.text.attn_padding == "faithful" and config.text.attn_layers and result.source_batch_size:
         # Faithful padding makes a caption's embedding depend on its encode batch; match the original's.
         print(f"to reproduce its numbers, set evaluate.encode_batch: {result.source_batch_size} "
               "(its opt.batch_size, the caption batch of the original evaluation)")

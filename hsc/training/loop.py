@@ -23,9 +23,9 @@ from hsc.errors import HscError
 from hsc.evaluation.scoring import validate
 from hsc.hashing import sha256_file
 from hsc.loss import ContrastiveLoss
-from hsc.models.config import resolve_model_config
+from hsc.models.base import RetrievalModel
+from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc.models.retrieval import RetrievalModel
 from hsc.params import Params
 from hsc.progress import bar
 from hsc.training.curves import Curves
@@ -71,7 +71,8 @@ class Trainer:
         })
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.loss_fn = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
+        self.objective = self.model.objective(ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation),
+                                              self.train_reader, data_dir / "vocab.json")
         size = self.cfg.batch_size
         self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
                               f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
@@ -87,9 +88,8 @@ class Trainer:
     def _build_model(self) -> RetrievalModel:
         reader = self.train_reader
         if self.cfg.init is None:
-            config = resolve_model_config(self.params.model, img_dim=reader.feat_dim,
-                                          regions=reader.regions, vocab_size=reader.vocab_size)
-            return build_model(config)
+            shape = DataShape(img_dim=reader.feat_dim, regions=reader.regions, vocab_size=reader.vocab_size)
+            return build_model(ModelSpec.resolve(self.params.model.name, shape, self.params.model.model_dump()))
         # Fine-tuning: the architecture is the starting checkpoint's, whatever params.model says.
         init_path = Path(self.cfg.init)
         model, init = load_model(init_path)
@@ -125,9 +125,8 @@ class Trainer:
 
     def _step(self, batch: PairBatch) -> float:
         with out_of_memory_advice(self.memory_advice):
-            loss = optimisation_step(self.model, self.loss_fn, self.optimizer, self.scaler, self.cfg.grad_clip,
-                                     batch.images.to(self.device, non_blocking=True),
-                                     batch.tokens.to(self.device, non_blocking=True), batch.lengths.to(self.device))
+            loss = optimisation_step(self.model, self.objective, self.optimizer, self.scaler, self.cfg.grad_clip,
+                                     batch.to(self.device))
         return loss.item()
 
     def _validate(self) -> dict[str, float]:

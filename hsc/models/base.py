@@ -1,0 +1,68 @@
+"""The interface every model family implements, so nothing outside the registry knows a model's name.
+
+A family encodes at one of two granularities (``spec.config.granularity``):
+
+- ``token``: ``encode_images`` -> (N, R, E) regions, ``encode_captions`` -> (C, L, E) words
+  (zero past each length); ``similarity`` scores every image x caption pair with a head.
+- ``pooled``: ``encode_images`` -> (N, E), ``encode_captions`` -> (C, E); ``similarity`` is
+  their matrix product, so scoring a split is a blocked GEMM.
+
+Training asks the model for its ``objective`` (the hinge loss on ``forward``'s batch scores, plus
+whatever terms the family adds); scoring, validation, evaluation, ensembles and checkpoints
+use only the methods below.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hsc.loss import ContrastiveLoss, RankingObjective
+from hsc.models.config import ModelSpec
+
+
+class RetrievalModel(nn.Module, abc.ABC):
+    """Base of every family: built from a :class:`ModelSpec`, which its checkpoint stores."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    @property
+    def granularity(self) -> str:
+        return self.spec.config.granularity
+
+    @abc.abstractmethod
+    def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, R, D) float features -> (B, R, E) regions or (B, E) vectors."""
+
+    @abc.abstractmethod
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, L) int64 ids and (B,) lengths -> (B, L, E) words (zero past each length) or (B, E) vectors."""
+
+    @abc.abstractmethod
+    def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Encoded images x encoded captions -> (Bi, Bc) scores."""
+
+    def forward(self, feats: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, B) scores of a batch of pairs: rows images, columns captions, positives on the diagonal."""
+        return self.similarity(self.encode_images(feats), self.encode_captions(tokens, lengths), lengths)
+
+    def caption_batch(self, requested: int) -> int:
+        """Captions encoded at once when scoring; a family whose encodings depend on the batch fixes it."""
+        return requested
+
+    def objective(self, ranking: ContrastiveLoss, reader: Any, vocab_path: Path) -> Any:
+        """The training loss ``objective(model, batch) -> scalar`` for ``reader``'s split (vocabulary at ``vocab_path``)."""
+        return RankingObjective(ranking)
+
+
+class PooledModel(RetrievalModel):
+    """A family with one vector per image and per caption: scores are dot products."""
+
+    def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return img @ cap.t()

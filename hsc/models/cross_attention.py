@@ -1,0 +1,41 @@
+"""The cross-attention family: token-level encoders and a head scoring every pair (HSC, SAF, SGR)."""
+
+from __future__ import annotations
+
+import torch
+
+from hsc.models.base import RetrievalModel
+from hsc.models.config import ModelSpec
+from hsc.models.heads import SimilarityEncoder
+from hsc.models.image import ImageEncoder
+from hsc.models.text import TextEncoder
+
+# LHSC's test loader encodes captions 100 at a time whatever batch size its evaluation is given.
+PUBLISHED_CAPTION_BATCH = 100
+
+
+class CrossAttentionModel(RetrievalModel):
+    """Children ``img_enc``, ``txt_enc``, ``sim_enc`` as in LHSC checkpoints."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        config = spec.config
+        self.img_enc = ImageEncoder(spec.data.img_dim, config.embed_size, config.image)
+        self.txt_enc = TextEncoder(spec.data.vocab_size, config.embed_size, config.text)
+        self.sim_enc = SimilarityEncoder(config.embed_size, spec.data.regions, config.head)
+
+    def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.img_enc(feats)
+
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.txt_enc(tokens, lengths)
+
+    def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(Bi, R, E) regions x (Bc, L, E) words -> (Bi, Bc) scores in [0, 1]."""
+        return self.sim_enc(img, cap, lengths)
+
+    def caption_batch(self, requested: int) -> int:
+        # Faithful text attention divides by the batch's padded length: only the published
+        # batching reproduces the published scores.
+        text = self.spec.config.text
+        return PUBLISHED_CAPTION_BATCH if text.attn_padding == "faithful" and text.attn_layers else requested
