@@ -1,5 +1,7 @@
 """The one exception type that reaches users as a single line."""
 
+from typing import Any
+
 
 class HscError(Exception):
     """A problem the user can fix: bad input, missing data, a wrong option.
@@ -14,3 +16,10 @@ def first_line(exc: BaseException) -> str:
     a library's multi-line error inside a one-line :class:`HscError`."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def validation_error(exc: Any, source: str, prefix: str = "") -> HscError:
+    """A pydantic ``ValidationError`` as one line naming its first bad key (``prefix`` + its path)."""
+    err = exc.errors()[0]
+    key = ".".join(str(part) for part in err["loc"])
+    return HscError(f"{source}: key '{prefix}{key}': {err['msg']} (got {err.get('input')!r})")

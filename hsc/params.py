@@ -12,7 +12,7 @@ from typing import Literal, Optional, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hsc.errors import HscError
+from hsc.errors import HscError, validation_error
 from hsc.models.config import ModelOverlay, resolve_config
 
 DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp"]
@@ -121,8 +121,6 @@ def parse_params(raw: dict, source: str = "params") -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(part) for part in err["loc"])
-        raise HscError(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})") from None
+        raise validation_error(exc, source) from None
     resolve_config(params.model.name, params.model.model_dump(), source)  # the model's values, checked up front
     return params

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from hsc.errors import HscError
+from hsc.errors import HscError, validation_error
 
 
 class Section(BaseModel):
@@ -165,9 +165,7 @@ def _validate(config_cls: type[FamilyConfig], fields: Mapping[str, Any], source:
     try:
         config = config_cls.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(part) for part in err["loc"])
-        raise HscError(f"{source}: key '{prefix}{key}': {err['msg']} (got {err.get('input')!r})") from None
+        raise validation_error(exc, source, prefix) from None
     _check(config, source, prefix)
     return config
 
