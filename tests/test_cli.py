@@ -69,7 +69,12 @@ def test_unknown_preset_is_one_line_and_exit_2(tmp_path):
     ("model:\n  embed_size: -3\n", r"params.yaml: key 'model.embed_size'"),
     ("train:\n  epoch: 3\n", r"key 'train.epoch': Extra inputs are not permitted"),
     ("train:\n  epochs: [3\n", r"params.yaml: line \d+ is not valid YAML"),
-], ids=["bad value", "unknown key", "broken yaml"])
+    ("model:\n  image:\n    graph_blocks: -1\n", r"params.yaml: key 'model.image.graph_blocks': Input should be"),
+    ("model:\n  text:\n    attn_layer: 2\n", r"key 'model.text.attn_layer': Extra inputs are not permitted"),
+    ("model:\n  name: vse\n", r"key 'model.name': unknown model 'vse' \(known: hsc, saf, sgr, hje"),
+    ("model:\n  embed_size: 30\n  image:\n    graph_heads: 4\n", r"key 'model.image.graph_heads': 4 does not divide"),
+], ids=["bad value", "unknown key", "broken yaml", "bad model value", "unknown model key", "unknown model",
+        "model cross-field"])
 def test_bad_params_file_is_one_line_naming_file_and_key_or_line(tmp_path, text, message):
     params = tmp_path / "params.yaml"
     params.write_text(text)
