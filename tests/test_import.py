@@ -349,7 +349,8 @@ def test_command_writes_a_checkpoint_and_reports_it(tmp_path: Path, vocab: Path,
                                       "--regions", str(R), *padding])
     assert result.exit_code == 0, result.output
     assert f"hsc model with head saf, {report}" in result.output
-    assert ("set evaluate.encode_batch: 128" in result.output) == (not padding)
+    assert "encode_batch: 128" not in result.output  # no advice to set it: evaluation fixes the batch
+    assert ("encoded in LHSC's batches of 100 automatically" in result.output) == (not padding)
     assert load_checkpoint(out)["model_config"]["text_attn_padding"] == ("masked" if padding else "faithful")
 
 

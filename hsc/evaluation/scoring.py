@@ -18,6 +18,11 @@ from hsc.evaluation.protocols import scored_image_rows
 from hsc.evaluation.ranks import rank_metrics
 from hsc.progress import bar
 
+# LHSC's test loader encodes captions in batches of 100, in file order, whatever batch size its
+# evaluation is given. With faithful text-attention padding a caption's embedding depends on its
+# batch, so only this batching reproduces the published scores (any other moves them by up to 6e-4).
+LHSC_CAPTION_BATCH = 100
+
 
 @dataclass
 class SplitEmbeddings:
@@ -45,8 +50,20 @@ def inference(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def caption_batch_size(model: Any, requested: int) -> int:
+    """How many captions to encode together: LHSC's batch when the model's embeddings depend on
+    their batch (faithful padding with text attention), else ``requested``."""
+    config = model.config
+    if config.text_attn_padding == "faithful" and config.text_attn_layers > 0:
+        return LHSC_CAPTION_BATCH
+    return requested
+
+
 def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.device | str) -> SplitEmbeddings:
-    """Encode the split's scored images (see ``scored_image_rows``) and all its captions."""
+    """Encode the split's scored images (see ``scored_image_rows``) and all its captions.
+
+    Images go ``batch_size`` at a time; captions too, unless :func:`caption_batch_size` fixes their batch.
+    """
     device = torch.device(device)
     rows = scored_image_rows(reader.n_images, np.asarray(reader.caption_image), reader_name(reader))
     # Token ids are small, so read them all to size the output; features are read per batch.
@@ -61,8 +78,9 @@ def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.devi
             image_parts.append(model.encode_images(feats.to(device)))
             progress.advance(image_task, len(feats))
         caption_task = progress.add_task("encode captions", total=len(captions))
-        for start in range(0, len(captions), batch_size):
-            tokens, batch_lengths = collate_captions(captions[start:start + batch_size])
+        caption_batch = caption_batch_size(model, batch_size)
+        for start in range(0, len(captions), caption_batch):
+            tokens, batch_lengths = collate_captions(captions[start:start + caption_batch])
             embs = model.encode_captions(tokens.to(device), batch_lengths.to(device))
             if caption_embs is None:
                 caption_embs = embs.new_zeros((len(captions), int(lengths.max()), embs.shape[-1]))
