@@ -3,8 +3,9 @@
 hsc's module tree keeps the released names (``img_enc.IM_GCN_1.theta``, ``txt_enc.W_att1``,
 ``sim_enc.v_global_w``...), so a key maps by prefixing its part; the one rename is SGRAF's
 ``SAF_module``, which LHSC (and hsc) call ``cal_sim_base_atten``. The architecture is read
-from the weights' shapes; of the training options only ``module_name`` (checked against the
-weights) and ``lambda_softmax`` (the attention temperature) are used.
+from the weights' shapes; of the training options ``module_name`` (checked against the
+weights) and ``lambda_softmax`` (the attention temperature) are used, and ``no_imgnorm`` /
+``no_txtnorm`` are refused (hsc's encoders always L2-normalise).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def hsc_key(part: str, key: str) -> str:
 def model_config(released: ReleasedCheckpoint, vocab_size: int, vocab_name: str, regions: int,
                  text_attn_padding: Literal["masked", "faithful"] | None) -> ModelConfig:
     """The :class:`ModelConfig` the released weights describe (sizes from their shapes)."""
+    _check_normalised(released)
     img, txt, sim = (released.parts[name] for name in PARTS)
     embed_size, img_dim = _shape(released, "img_enc", "fc.weight", dims=2)
     words, word_dim = _shape(released, "txt_enc", "embed.weight", dims=2)
@@ -96,6 +98,15 @@ def _head(released: ReleasedCheckpoint, sim: Mapping[str, torch.Tensor]) -> tupl
     if isinstance(named, str) and named.upper() in ("SAF", "SGR") and named.lower() != head:
         raise HscError(f"{released.path}: opt.module_name is {named!r} but sim_enc holds {head.upper()} weights")
     return head, sgr_steps or 3
+
+
+def _check_normalised(released: ReleasedCheckpoint) -> None:
+    """Refuse options that switch off the L2 normalisation hsc's model always applies."""
+    for option in ("no_imgnorm", "no_txtnorm"):
+        if released.opt.get(option):
+            raise HscError(f"{released.path}: opt.{option} is set, but hsc's model always L2-normalises "
+                           f"its {'image' if option == 'no_imgnorm' else 'text'} features; "
+                           "this checkpoint cannot be scored as trained")
 
 
 def _attention_temperature(released: ReleasedCheckpoint) -> float:
