@@ -57,12 +57,15 @@ def _python2_pickle_module() -> types.ModuleType:
 
 
 def save_released(path: Path, parts: list[dict[str, torch.Tensor]], opt: argparse.Namespace | None,
-                  fmt: str, **extra: Any) -> Path:
-    """Write ``{model: [img_enc, txt_enc, sim_enc], opt, epoch, best_rsum, Eiters}`` as released."""
+                  fmt: str, key_prefix: str = "", **extra: Any) -> Path:
+    """Write ``{model: [img_enc, txt_enc, sim_enc], opt, epoch, best_rsum, Eiters}`` as released.
+
+    ``key_prefix`` "module." writes the keys as forks that wrapped encoders in DataParallel did.
+    """
     states = []
     for state in parts:
-        ordered = OrderedDict((key, value.detach().clone()) for key, value in state.items())
-        ordered._metadata = OrderedDict((key.rsplit(".", 1)[0], {"version": 1}) for key in state)
+        ordered = OrderedDict((key_prefix + key, value.detach().clone()) for key, value in state.items())
+        ordered._metadata = OrderedDict((key.rsplit(".", 1)[0], {"version": 1}) for key in ordered)
         states.append(ordered)
     checkpoint = {"model": states, "opt": opt, "epoch": 12, "best_rsum": 487.5, "Eiters": 5000, **extra}
     if fmt == "zip":

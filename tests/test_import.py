@@ -289,6 +289,52 @@ def test_batch_norms_without_a_counter_import(tmp_path: Path, vocab: Path) -> No
     assert (hsc_scores - direct).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("fmt", ["zip", "py2"])
+def test_data_parallel_prefixes_import_to_bit_identical_weights_and_scores(tmp_path: Path, vocab: Path,
+                                                                          fmt: str) -> None:
+    parts = released_weights("lhsc", 20)
+    plain = save_released(tmp_path / "plain.pth.tar", parts, _opt("lhsc"), fmt)
+    wrapped = save_released(tmp_path / "wrapped.pth.tar", parts, _opt("lhsc"), fmt, key_prefix="module.")
+    import_released(plain, vocab, tmp_path / "plain.pt", regions=R)
+    import_released(wrapped, vocab, tmp_path / "wrapped.pt", regions=R)
+    expected, got = (load_checkpoint(tmp_path / name)["state_dict"] for name in ("plain.pt", "wrapped.pt"))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    feats, tokens, lengths = _batch(20)
+    scores = []
+    for name in ("plain.pt", "wrapped.pt"):
+        model, _ = load_model(tmp_path / name)
+        with torch.no_grad():
+            scores.append(model.similarity(model.encode_images(feats), model.encode_captions(tokens, lengths),
+                                           lengths))
+    assert torch.equal(*scores)
+
+
+def test_mixed_data_parallel_prefixes_are_refused(tmp_path: Path, vocab: Path) -> None:
+    parts = released_weights("lhsc", 20)
+    parts[1] = {("module." + key if key.startswith("W_att") else key): value for key, value in parts[1].items()}
+    source = save_released(tmp_path / "m.pth.tar", parts, _opt("lhsc"), "py2")
+    with pytest.raises(HscError, match=r"txt_enc mixes keys with and without the DataParallel prefix 'module.' "
+                                       r"\(e.g. 'embed.weight'\)") as error:
+        import_released(source, vocab, tmp_path / "out.pt", regions=R)
+    assert str(source) in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("option, features", [("no_imgnorm", "image"), ("no_txtnorm", "text")])
+def test_options_that_skip_normalisation_are_refused(tmp_path: Path, vocab: Path, option: str,
+                                                     features: str) -> None:
+    opt = _opt("lhsc")
+    setattr(opt, option, False)  # the default of the published code: imports as before
+    import_released(save_released(tmp_path / "ok.pth.tar", released_weights("lhsc", 20), opt, "py2"), vocab,
+                    tmp_path / "ok.pt", regions=R)
+    setattr(opt, option, True)
+    source = save_released(tmp_path / "m.pth.tar", released_weights("lhsc", 20), opt, "py2")
+    with pytest.raises(HscError, match=f"{source}: opt.{option} is set, but hsc's model always L2-normalises "
+                                       f"its {features} features"):
+        import_released(source, vocab, tmp_path / "out.pt", regions=R)
+    assert not (tmp_path / "out.pt").exists()
+
+
 # --- every mismatch is one line naming the key ------------------------------------------
 
 def _drop(parts, part, key):
@@ -349,7 +395,8 @@ def test_command_writes_a_checkpoint_and_reports_it(tmp_path: Path, vocab: Path,
                                       "--regions", str(R), *padding])
     assert result.exit_code == 0, result.output
     assert f"hsc model with head saf, {report}" in result.output
-    assert ("set evaluate.encode_batch: 128" in result.output) == (not padding)
+    assert "encode_batch: 128" not in result.output  # no advice to set it: evaluation fixes the batch
+    assert ("encoded in LHSC's batches of 100 automatically" in result.output) == (not padding)
     assert load_checkpoint(out)["model_config"]["config"]["text"]["attn_padding"] == ("masked" if padding else "faithful")
 
 

@@ -7,9 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from hsc.data.batches import collate_captions
 from hsc.errors import HscError
 from hsc.evaluation import scoring
 from hsc.evaluation.ranks import rank_metrics
+from hsc.models.config import DataShape, ModelSpec
+from hsc.models.registry import build_model
 
 
 class TinyModel(nn.Module):
@@ -122,3 +125,46 @@ def test_captions_not_five_per_image_are_a_user_error() -> None:
     reader.caption_image = reader.caption_image[:14]
     with pytest.raises(HscError, match="memory/test.h5: 14 captions for 3 images"):
         scoring.encode_split(TinyModel(), reader, batch_size=4, device="cpu")
+
+
+def faithful_model_and_reader() -> tuple[torch.nn.Module, MemoryReader]:
+    """A model whose caption embeddings depend on their batch's padding, and 250 captions of which
+    only the 111th is long: batches of 100 and of 128 pad captions 0-99 differently."""
+    torch.manual_seed(0)
+    model = build_model(ModelSpec.resolve("hsc", DataShape(img_dim=8, regions=4, vocab_size=30), {
+        "embed_size": 8, "image": {"graph_blocks": 1, "graph_heads": 2},
+        "text": {"word_dim": 8, "attn_layers": 1, "attn_padding": "faithful"}, "head": {"sim_dim": 8}}))
+    reader = MemoryReader(n_images=50)
+    reader.captions[110] = np.arange(1, 21)
+    return model, reader
+
+
+@torch.no_grad()
+def captions_in_batches_of(model: torch.nn.Module, reader: MemoryReader, size: int) -> torch.Tensor:
+    """The reference: the split's captions encoded ``size`` at a time, in file order."""
+    model.eval()
+    captions = [torch.from_numpy(reader.caption(j)) for j in range(reader.n_captions)]
+    out = torch.zeros(len(captions), max(len(c) for c in captions), 8)
+    for start in range(0, len(captions), size):
+        embs = model.encode_captions(*collate_captions(captions[start:start + size]))
+        out[start:start + len(embs), :embs.shape[1]] = embs
+    return out
+
+
+@pytest.mark.parametrize("encode_batch", [1, 7, 128, 1000])
+def test_faithful_padding_encodes_captions_in_lhscs_batches_of_100(encode_batch: int) -> None:
+    model, reader = faithful_model_and_reader()
+    emb = scoring.encode_split(model, reader, batch_size=encode_batch, device="cpu")
+    lhsc = captions_in_batches_of(model, reader, 100)
+    assert torch.equal(emb.captions, lhsc)
+    # Batches of 128 (the presets' encode_batch) would give other embeddings: the check can fail.
+    assert (captions_in_batches_of(model, reader, 128) - lhsc).abs().max() > 1e-4
+    assert reader.read_sizes[0] == min(encode_batch, 50)  # images keep encode_batch
+
+
+@pytest.mark.parametrize("padding, layers, expected", [("faithful", 1, 100), ("masked", 1, 128),
+                                                      ("faithful", 0, 128)])
+def test_only_batch_dependent_captions_take_lhscs_batch(padding: str, layers: int, expected: int) -> None:
+    spec = ModelSpec.resolve("hsc", DataShape(img_dim=8, regions=4, vocab_size=30), {
+        "embed_size": 8, "text": {"word_dim": 8, "attn_layers": layers, "attn_padding": padding}, "head": {"sim_dim": 8}})
+    assert build_model(spec).caption_batch(128) == expected

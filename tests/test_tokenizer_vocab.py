@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from hsc.data.precomp import iter_captions
-from hsc.data.tokenizer import tokenize, tokenize_all, tokenizer_name
+from hsc.data.tokenizer import ABBREVIATIONS, tokenize, tokenize_all, tokenizer_name
 from hsc.data.vocab import END_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 from hsc.errors import HscError
 
@@ -18,6 +19,45 @@ from hsc.errors import HscError
 def test_tokenize_lower_cases_and_splits_punctuation():
     assert tokenize("A Man's DOG, running.") == ["a", "man", "'s", "dog", ",", "running", "."]
     assert "nltk" in tokenizer_name()
+
+
+def test_a_sentence_end_inside_a_caption_splits_as_word_tokenize_does():
+    """word_tokenize splits sentences with Punkt first: ``runs.`` inside ends a sentence."""
+    assert tokenize("A dog runs. It jumps .") == ["a", "dog", "runs", ".", "it", "jumps", "."]
+    # Abbreviations, initials and ellipses end no sentence.
+    assert tokenize("Mrs. Smith on St. Patrick's day in the U.S. with J. Doe ... ok") == [
+        "mrs.", "smith", "on", "st.", "patrick", "'s", "day", "in", "the", "u.s.", "with", "j.", "doe", "...", "ok"]
+    # The prepared data names the tokenizer, so data tokenised before the sentence split is redone.
+    assert "punkt" in tokenizer_name()
+
+
+# Inner tokens ending in "." that Punkt keeps whole besides ABBREVIATIONS: initials, an ellipsis,
+# and one followed by a closing quote (Punkt then sees no next word).
+KEPT_WHOLE = {"n.", "e.", "...", "p.i.n.k."}
+
+
+def test_real_captions_with_a_sentence_end_inside(shared_scan: Path):
+    """Every real caption with a token ending in "." followed by more words (per the word
+    tokenizer alone) tokenises as ``word`` ``.`` there, unless Punkt keeps the token whole."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    words_only, split, kept = NLTKWordTokenizer(), 0, 0
+    for path in sorted(shared_scan.glob("*/*_caps.txt")):
+        # Only a caption with a period before a space can hold such a token: tokenise just those.
+        for caption in (c for c in iter_captions(path) if re.search(r"\.\S*\s", c.strip())):
+            before = words_only.tokenize(caption.lower())
+            inner = [w for k, w in enumerate(before) if len(w) > 1 and w.endswith(".")
+                     and any(x[0].isalnum() for x in before[k + 1:])]
+            tokens = tokenize(caption)
+            for word in inner:
+                if word[:-1] in ABBREVIATIONS or word in KEPT_WHOLE:
+                    assert word in tokens, (path, caption)
+                    kept += 1
+                else:
+                    at = tokens.index(word[:-1])
+                    assert word not in tokens and tokens[at + 1] == ".", (path, caption)
+                    split += 1
+    assert (split, kept) == (10, 15)
 
 
 def test_token_table_keeps_captions_and_counts():

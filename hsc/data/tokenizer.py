@@ -1,8 +1,13 @@
-"""Caption tokenisation as SCAN did it: lower-case, then NLTK's word tokenizer.
+"""Caption tokenisation as SCAN and LHSC did it: lower-case, then ``nltk.word_tokenize``.
 
-SCAN called ``nltk.word_tokenize``, which first splits sentences with the Punkt model (a
-download). ``NLTKWordTokenizer`` is the word-level part alone and needs no data files;
-captions are single sentences, so the tokens are the same in practice.
+``word_tokenize`` splits sentences with Punkt first, then tokenises each with NLTK's word
+tokenizer, so a sentence end inside a caption ("... runs. it ...") gives ``runs`` ``.``. Punkt's
+trained English model is a download; its rules need no data, only its parameters. On
+lower-cased captions only its abbreviations matter (a listed abbreviation does not end a
+sentence; single letters and ellipses never do here). The model itself cannot be read offline,
+so the list is what it demonstrably holds: the words the released SCAN vocabularies, built by
+``word_tokenize``, keep whole with their period inside captions (``st.``, ``u.s.``, ``j.p.``...).
+Others it may hold (``jr``, ``d.c``...) end a sentence here.
 """
 
 from __future__ import annotations
@@ -14,19 +19,32 @@ from typing import Iterable
 
 import nltk
 import numpy as np
-from nltk.tokenize import NLTKWordTokenizer
+from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
+from nltk.tokenize.punkt import PunktParameters
 
+# Every multi-letter word ending in "." in the released f30k and coco vocabularies.
+ABBREVIATIONS = frozenset({"ave", "dr", "j.p", "mr", "mrs", "st", "u.s"})
+TOKENIZER_VERSION = 2  # 2: Punkt sentence split before the word tokenizer
+
+
+def _sentence_splitter() -> PunktSentenceTokenizer:
+    params = PunktParameters()
+    params.abbrev_types = set(ABBREVIATIONS)
+    return PunktSentenceTokenizer(params)
+
+
+_SENTENCES = _sentence_splitter()
 _TOKENIZER = NLTKWordTokenizer()
 
 
 def tokenize(text: str) -> list[str]:
-    """The tokens of one caption, lower-cased."""
-    return _TOKENIZER.tokenize(text.lower())
+    """The tokens of one caption, lower-cased, as ``nltk.word_tokenize(text.lower())`` gives them."""
+    return [token for sentence in _SENTENCES.tokenize(text.lower()) for token in _TOKENIZER.tokenize(sentence)]
 
 
 def tokenizer_name() -> str:
     """Names the tokenizer and its version (stored with prepared data, as the tokens depend on it)."""
-    return f"nltk.NLTKWordTokenizer+lower (nltk {nltk.__version__})"
+    return f"punkt+nltk.NLTKWordTokenizer+lower v{TOKENIZER_VERSION} (nltk {nltk.__version__})"
 
 
 @dataclass(frozen=True)

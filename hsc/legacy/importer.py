@@ -24,7 +24,6 @@ class ImportResult:
     tensors: int
     source_epoch: int | None
     source_best_rsum: float | None
-    source_batch_size: int | None  # the original evaluated captions in batches of this size
 
 
 def import_released(source: Path, vocab_path: Path, out: Path, *, regions: int = 36,
@@ -44,7 +43,5 @@ def import_released(source: Path, vocab_path: Path, out: Path, *, regions: int =
     provenance = {"file": source.name, "sha256": sha256_file(source), "epoch": released.epoch,
                   "best_rsum": released.best_rsum, "data_name": released.opt.get("data_name")}
     save_checkpoint(out, model, vocab_sha256=vocab.sha256, imported_from=provenance)
-    batch_size = released.opt.get("batch_size")
     return ImportResult(out=out, spec=spec, tensors=len(weights), source_epoch=released.epoch,
-                        source_best_rsum=released.best_rsum,
-                        source_batch_size=batch_size if isinstance(batch_size, int) else None)
+                        source_best_rsum=released.best_rsum)

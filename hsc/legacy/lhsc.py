@@ -4,8 +4,9 @@ hsc's module tree keeps most released names (``img_enc.IM_GCN_1.theta``, ``txt_e
 ``sim_enc.v_global_w``...), so a key maps by prefixing its part; the renames are the heads:
 SGRAF's ``SAF_module`` and LHSC's ``cal_sim_base_atten`` are hsc's ``pool``, and
 ``SGR_module.N`` is ``pool.steps.N`` (``RENAMES``). The architecture is read
-from the weights' shapes; of the training options only ``module_name`` (checked against the
-weights) and ``lambda_softmax`` (the attention temperature) are used.
+from the weights' shapes; of the training options ``module_name`` (checked against the
+weights) and ``lambda_softmax`` (the attention temperature) are used, and ``no_imgnorm`` /
+``no_txtnorm`` are refused (hsc's encoders always L2-normalise).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def hsc_key(part: str, key: str) -> str:
 def model_config(released: ReleasedCheckpoint, vocab_size: int, vocab_name: str, regions: int,
                  text_attn_padding: Literal["masked", "faithful"] | None) -> ModelSpec:
     """The :class:`ModelSpec` the released weights describe (sizes from their shapes)."""
+    _check_normalised(released)
     img, txt, sim = (released.parts[name] for name in PARTS)
     embed_size, img_dim = _shape(released, "img_enc", "fc.weight", dims=2)
     words, word_dim = _shape(released, "txt_enc", "embed.weight", dims=2)
@@ -98,6 +100,15 @@ def _head(released: ReleasedCheckpoint, sim: Mapping[str, torch.Tensor]) -> tupl
     if isinstance(named, str) and named.upper() in ("SAF", "SGR") and named.lower() != head:
         raise HscError(f"{released.path}: opt.module_name is {named!r} but sim_enc holds {head.upper()} weights")
     return head, sgr_steps or 3
+
+
+def _check_normalised(released: ReleasedCheckpoint) -> None:
+    """Refuse options that switch off the L2 normalisation hsc's model always applies."""
+    for option in ("no_imgnorm", "no_txtnorm"):
+        if released.opt.get(option):
+            raise HscError(f"{released.path}: opt.{option} is set, but hsc's model always L2-normalises "
+                           f"its {'image' if option == 'no_imgnorm' else 'text'} features; "
+                           "this checkpoint cannot be scored as trained")
 
 
 def _attention_temperature(released: ReleasedCheckpoint) -> float:

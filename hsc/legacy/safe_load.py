@@ -21,6 +21,8 @@ import torch
 from hsc.errors import HscError, first_line
 
 PARTS = ("img_enc", "txt_enc", "sim_enc")
+# Forks that wrapped an encoder in DataParallel saved its keys with this prefix.
+DATA_PARALLEL_PREFIX = "module."
 
 
 @dataclass(frozen=True)
@@ -84,4 +86,16 @@ def _state_dict(path: Path, part: str, state: object) -> dict[str, torch.Tensor]
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise HscError(f"{path}: {part} key {key!r} should map a name to a tensor")
-    return dict(state)
+    return _without_data_parallel_prefix(path, part, dict(state))
+
+
+def _without_data_parallel_prefix(path: Path, part: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of a DataParallel-wrapped part under the plain module's keys."""
+    prefixed = [key.startswith(DATA_PARALLEL_PREFIX) for key in state]
+    if not any(prefixed):
+        return state
+    if not all(prefixed):
+        plain = next(key for key, wrapped in zip(state, prefixed) if not wrapped)
+        raise HscError(f"{path}: {part} mixes keys with and without the DataParallel prefix "
+                       f"'{DATA_PARALLEL_PREFIX}' (e.g. {plain!r}); cannot tell which module each belongs to")
+    return {key[len(DATA_PARALLEL_PREFIX):]: value for key, value in state.items()}

@@ -22,6 +22,7 @@ def import_checkpoint(
 ) -> None:
     """Check a released checkpoint key by key against hsc's model and write an hsc checkpoint
     that `hsc evaluate --checkpoint` scores and `hsc train --init` fine-tunes."""
+    from hsc.models.cross_attention import PUBLISHED_CAPTION_BATCH
     from hsc.legacy.importer import import_released
 
     result = import_released(source, vocab, out, regions=regions, text_attn_padding=text_attn_padding)
@@ -32,7 +33,7 @@ def import_checkpoint(
         if result.source_epoch is not None else ""
     print(f"{result.out}: {spec.name} model with head {config.head.kind}{padding}, {result.tensors} tensors "
           f"from {source}{trained}")
-    if config.text.attn_padding == "faithful" and config.text.attn_layers and result.source_batch_size:
-        # Faithful padding makes a caption's embedding depend on its encode batch; match the original's.
-        print(f"to reproduce its numbers, set evaluate.encode_batch: {result.source_batch_size} "
-              "(its opt.batch_size, the caption batch of the original evaluation)")
+    if config.text.attn_layers and config.text.attn_padding == "faithful":
+        # Faithful padding makes a caption's embedding depend on its batch; evaluation fixes the batch.
+        print(f"captions are encoded in LHSC's batches of {PUBLISHED_CAPTION_BATCH} automatically, "
+              "as its evaluation did (whatever evaluate.encode_batch says)")
