@@ -67,7 +67,10 @@ def test_unknown_preset_is_one_line_and_exit_2(tmp_path):
     ("model:\n  embed_size: -3\n", r"params.yaml: key 'model.embed_size'"),
     ("train:\n  epoch: 3\n", r"key 'train.epoch': Extra inputs are not permitted"),
     ("train:\n  epochs: [3\n", r"params.yaml: line \d+ is not valid YAML"),
-], ids=["bad value", "unknown key", "broken yaml"])
+    ("train:\n  lr: 0.1\nmodel:\n  name: saf\ntrain:\n  epochs: 3\n",
+     r"params.yaml: key 'train' appears twice, on lines 1 and 5; keep one$"),
+    ("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n", r"params.yaml: key 'lr' appears twice, on lines 2 and 4"),
+], ids=["bad value", "unknown key", "broken yaml", "duplicate section", "duplicate nested key"])
 def test_bad_params_file_is_one_line_naming_file_and_key_or_line(tmp_path, text, message):
     params = tmp_path / "params.yaml"
     params.write_text(text)
