@@ -137,7 +137,9 @@ def iter_captions(path: Path) -> Iterator[str]:
             if line.endswith(b"\n"):
                 line = line[:-1]
             try:
-                text = line.decode("utf-8")
+                # utf-8-sig on the first line drops a byte-order mark (Windows editors add one),
+                # which would otherwise glue itself to the first word and make it <unk>.
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise HscError(f"{path}: line {number} is not UTF-8 (byte {exc.start + 1}); "
                                f"fix or re-download the file") from None
