@@ -70,10 +70,9 @@ class RawSplit:
         # A fresh mapping per block: pages touched through a long-lived mapping stay in the
         # process's resident set, so one mapping over the whole file would grow to its size.
         block = np.array(_load_npy(self.features_path)[start:stop])
-        finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
-        if not finite.all():
-            row = start + int(np.argmin(finite))
-            raise HscError(f"{self.features_path}: image row {row} holds NaN or inf; "
+        bad = first_non_finite(block)
+        if bad is not None:
+            raise HscError(f"{self.features_path}: image row {start + bad} holds NaN or inf; "
                            f"the file is corrupt, re-download it")
         return block
 
@@ -111,6 +110,12 @@ def check_same_feature_dims(splits: Sequence[RawSplit]) -> None:
         if (split.regions, split.feat_dim) != (first.regions, first.feat_dim):
             raise HscError(f"{split.features_path}: features are {split.regions} x {split.feat_dim} per image but "
                            f"{first.features_path.name} has {first.regions} x {first.feat_dim}; all splits must match")
+
+
+def first_non_finite(rows: np.ndarray) -> int | None:
+    """The index of the first row of ``rows`` holding a NaN or inf, or None when all are finite."""
+    finite = np.isfinite(rows).reshape(len(rows), -1).all(axis=1)
+    return None if finite.all() else int(np.argmin(finite))
 
 
 def count_lines(path: Path) -> int:
