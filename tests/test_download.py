@@ -3,12 +3,16 @@ and the stage command, against a real HTTP server on 127.0.0.1 serving a small S
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import re
+import shlex
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -441,6 +445,58 @@ def test_download_checks_free_disk_before_writing(tmp_path, server, monkeypatch)
     with pytest.raises(HscError, match=rf"needs {len(state.payload):,} bytes but only 10 are free"):
         fetch_into(tmp_path, params_for(mirror=url))
     assert not partial_path(tmp_path / "downloads" / archive_name(url)).exists()
+
+
+@pytest.mark.parametrize("framing", ["close", "length"])
+def test_disk_full_mid_transfer_is_one_line_naming_the_part_and_the_space(tmp_path, server, monkeypatch,
+                                                                           framing) -> None:
+    url, state, _ = server
+    state.framing = framing
+
+    def fill_the_disk(source, sink, on_chunk) -> int:  # 1,000 bytes fit, then the disk is full
+        sink.write(source.read(1000))
+        sink.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("hsc.data.fetch.copy_stream", fill_the_disk)
+    archive, part = cached_and_part(tmp_path, url)
+    with pytest.raises(HscError) as caught:
+        fetch_into(tmp_path, params_for(mirror=url))
+    needed = ("the size was not announced, so it needs more than the 1,000 bytes written so far" if framing == "close"
+              else f"it needs {len(state.payload) - 1000:,} more bytes ({len(state.payload):,} in all)")
+    assert str(caught.value) == (f"{part}: disk full after 1,000 bytes; {needed}; free some space "
+                                 f"(or pass another --cache) and re-run to resume")
+    assert not archive.exists() and not (tmp_path / "downloads" / MANIFEST_NAME).exists()
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+    monkeypatch.undo()
+    fetch_into(tmp_path, params_for(mirror=url))  # space freed: the kept part resumes
+    assert state.ranges[-1] == "bytes=1000-" and archive.read_bytes() == state.payload
+
+
+def test_disk_full_on_a_tiny_tmpfs_exits_2_with_one_line(tmp_path, server) -> None:
+    """The real thing, where a user and mount namespace may mount a 16 KiB tmpfs as the cache."""
+    url, state, _ = server
+    write_scan_zip(tmp_path / "big.zip", extra={"data/padding.bin": np.random.default_rng(0).bytes(100_000)})
+    state.payload, state.framing = (tmp_path / "big.zip").read_bytes(), "close"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    mount = f"mount -t tmpfs -o size=16k none {cache}"
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", mount],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs unshare and user namespaces)")
+    params = write_params(tmp_path / "params.yaml", url)
+    out = tmp_path / "raw"
+    hsc = shlex.join([sys.executable, "-m", "hsc.cli", "download", "--params", str(params), "--out", str(out),
+                      "--cache", str(cache)])
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && {hsc}; rc=$?; ls -A {cache}; exit $rc"],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(cache))}/data-\w+\.zip\.part: disk full after [\d,]+ bytes; "
+                        r"the size was not announced.*re-run to resume", errors[0])
+    assert not out.exists() and MANIFEST_NAME not in result.stdout.split()  # nothing that looks complete
+    assert f"{archive_name(url)}\n" not in result.stdout
 
 
 # --- archives -------------------------------------------------------------------------------

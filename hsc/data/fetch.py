@@ -14,6 +14,7 @@ archive against it instead of downloading.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -198,19 +199,37 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
         if not start:
             write_json(validator_path(part), {"if_range": _if_range(response)})
         digest = sha256_state(part, f"hash {part.name}") if start else hashlib.sha256()  # the bytes kept
-        with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
-            task = progress.add_task(f"download {part.stem}", total=total, completed=start)
+        try:
+            with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
+                task = progress.add_task(f"download {part.stem}", total=total, completed=start)
 
-            def on_chunk(chunk: bytes) -> None:
-                digest.update(chunk)
-                progress.advance(task, len(chunk))
+                def on_chunk(chunk: bytes) -> None:
+                    digest.update(chunk)
+                    progress.advance(task, len(chunk))
 
-            received = start + copy_stream(response, sink, on_chunk)
+                received = start + copy_stream(response, sink, on_chunk)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise _disk_full(part, total) from None
     # Only short is retried: http.client never reads past Content-Length, and a body longer than
     # the manifest's size means the source changed, which cached_archive reports.
     if total is not None and received < total:
         raise _Transient(f"got {received:,} of {total:,} bytes ({known_from})")
     return digest.hexdigest()
+
+
+def _disk_full(part: Path, total: int | None) -> HscError:
+    """The one line for a disk that filled up mid-transfer (the free-space check cannot run
+    without an announced size, and other writers may fill the disk meanwhile). The part is a
+    prefix of the file, so it is kept for the re-run to resume."""
+    written = _size(part)
+    if total is None:
+        needed = f"the size was not announced, so it needs more than the {written:,} bytes written so far"
+    else:
+        needed = f"it needs {total - written:,} more bytes ({total:,} in all)"
+    return HscError(f"{part}: disk full after {written:,} bytes; {needed}; free some space (or pass another "
+                    f"--cache) and re-run to resume")
 
 
 def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -> str:
