@@ -31,7 +31,7 @@ def train(
     if init is not None:
         settings.train.init = str(init)
     trainer = Trainer(settings, data, out, metrics)
-    interrupt.keep(f"{trainer.last_path} keeps the last finished epoch, which the next run resumes from")
+    interrupt.keep(f"{trainer.last_path} keeps the last finished epoch, if any, for the next run to resume from")
     result = trainer.run()
     print(f"best dev rsum {result.best_rsum:.2f} at epoch {result.best_epoch}: {result.best_path}")
 
