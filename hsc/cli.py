@@ -8,9 +8,11 @@ its heavy imports (torch, h5py) inside the command so ``hsc --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
+from hsc import interrupt
 from hsc.errors import HscError
 from hsc.tools import import_checkpoint, metrics, preset
 from stages import download, evaluate, prepare, train
@@ -41,9 +43,28 @@ def run_app(typer_app: typer.Typer) -> None:
     except HscError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:  # outside click's own handling (which exits 130 itself)
-        print("error: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Typer turns Ctrl-C inside a command into a silent SystemExit(130); say what stopped.
+        if not _from_ctrl_c(exc):
+            raise
+        print(interrupt.message(_command_name(typer_app)), file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _from_ctrl_c(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt or was raised while handling one."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _command_name(typer_app: typer.Typer) -> str:
+    """``hsc <command>`` as typed, or the script's name for a single-command stage app."""
+    names = {info.name or info.callback.__name__ for info in typer_app.registered_commands if info.callback}
+    command = next((arg for arg in sys.argv[1:] if arg in names), None)
+    return f"hsc {command}" if command else Path(sys.argv[0]).name
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ reported once, as one line naming the file and the key, before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, get_args
+from typing import Hashable, Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -99,15 +99,38 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last silently, so an edit further down the file would quietly override the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in seen:
+                raise _DuplicateKey(f"key '{key}' appears twice, on lines {seen[key]} and {line}; keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file; any problem becomes one :class:`HscError` line."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise HscError(f"{path}: no such params file; run from the project root or pass --params") from None
     except OSError as exc:
         raise HscError(f"{path}: cannot read the params file ({exc.strerror})") from None
+    except _DuplicateKey as exc:
+        raise HscError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

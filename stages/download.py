@@ -24,6 +24,7 @@ def download(
 ) -> None:
     """Get the raw dataset: generate `synthetic`, or fetch SCAN's precomputed features
     (resumable, verified download or a mirror) and extract only the chosen dataset."""
+    from hsc import interrupt
     from hsc.data.download import acquire
     from hsc.data.sources import source_for
     from hsc.params import load_params
@@ -37,6 +38,7 @@ def download(
             check_params(p.synthetic)
         except HscError as exc:
             raise HscError(f"{params}: {exc}") from None
+    interrupt.keep(f"{out} is unchanged and {cache} keeps any partial download, which the next run resumes")
     acquire(p, out, cache=cache, mirror=mirror)
     typer.echo(f"{p.dataset}: {len(source_for(p.dataset).files)} files in {out}")
 

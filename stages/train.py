@@ -23,13 +23,16 @@ def train(
     Resumes from OUT/last.pt when it was made with the same params and data; a checkpoint
     from other params is named in a warning and replaced. Uses CUDA with AMP when present.
     """
+    from hsc import interrupt
     from hsc.params import load_params
     from hsc.training.loop import Trainer
 
     settings = load_params(params)
     if init is not None:
         settings.train.init = str(init)
-    result = Trainer(settings, data, out, metrics).run()
+    trainer = Trainer(settings, data, out, metrics)
+    interrupt.keep(f"{trainer.last_path} keeps the last finished epoch, if any, for the next run to resume from")
+    result = trainer.run()
     print(f"best dev rsum {result.best_rsum:.2f} at epoch {result.best_epoch}: {result.best_path}")
 
 

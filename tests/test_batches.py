@@ -21,6 +21,7 @@ CAPTIONS = ["a dog", "a dog runs on grass", "a cat", "cat", "dog on a mat", "a d
 class ArraySource:
     def __init__(self, features: np.ndarray) -> None:
         self.features = features
+        self.features_path = Path("memory_ims.npy")
         _, self.regions, self.feat_dim = features.shape
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:

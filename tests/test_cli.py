@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +75,11 @@ def test_unknown_preset_is_one_line_and_exit_2(tmp_path):
     ("model:\n  text:\n    attn_layer: 2\n", r"key 'model.text.attn_layer': Extra inputs are not permitted"),
     ("model:\n  name: vse\n", r"key 'model.name': unknown model 'vse' \(known: hsc, saf, sgr, hje"),
     ("model:\n  embed_size: 30\n  image:\n    graph_heads: 4\n", r"key 'model.image.graph_heads': 4 does not divide"),
+    ("train:\n  lr: 0.1\nmodel:\n  name: saf\ntrain:\n  epochs: 3\n",
+     r"params.yaml: key 'train' appears twice, on lines 1 and 5; keep one$"),
+    ("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n", r"params.yaml: key 'lr' appears twice, on lines 2 and 4"),
 ], ids=["bad value", "unknown key", "broken yaml", "bad model value", "unknown model key", "unknown model",
-        "model cross-field"])
+        "model cross-field", "duplicate section", "duplicate nested key"])
 def test_bad_params_file_is_one_line_naming_file_and_key_or_line(tmp_path, text, message):
     params = tmp_path / "params.yaml"
     params.write_text(text)
@@ -96,14 +101,40 @@ def test_usage_error_is_a_usage_message_with_exit_2_not_a_traceback():
     assert "No such option: --bogus" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_interrupted_command_exits_130_so_dvc_sees_the_failure(tmp_path):
-    script = tmp_path / "interrupted.py"
-    script.write_text("import typer\nfrom hsc.cli import run_app\n"
+@pytest.mark.parametrize("registered, kept", [
+    ("", "outputs are renamed into place only when complete, so none is half-written"),
+    ("    interrupt.keep('ckpt/last.pt keeps the last finished epoch')\n", "ckpt/last.pt keeps the last finished epoch"),
+], ids=["generic", "registered"])
+def test_interrupted_command_exits_130_saying_what_stopped_and_what_is_kept(tmp_path, registered, kept):
+    script = tmp_path / "stage.py"
+    script.write_text("import typer\nfrom hsc import interrupt\nfrom hsc.cli import run_app\n"
                       "app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)\n"
-                      "@app.command()\ndef stage() -> None:\n    raise KeyboardInterrupt\n"
+                      f"@app.command()\ndef stage() -> None:\n{registered}    raise KeyboardInterrupt\n"
                       "run_app(app)\n")
     result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 130
+    assert result.stderr.splitlines() == [f"interrupted: stage.py stopped; {kept}"]
+
+
+def test_ctrl_c_during_hsc_download_names_the_command_and_what_is_kept(tmp_path):
+    with socket.socket() as listener:  # a server that accepts the request and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        params = tmp_path / "params.yaml"
+        params.write_text(yaml.safe_dump({"dataset": "f30k_precomp", "download": {
+            "mirror": f"http://127.0.0.1:{listener.getsockname()[1]}/data.zip", "timeout_s": 60}}))
+        out, cache = tmp_path / "raw", tmp_path / "dl"
+        process = subprocess.Popen([sys.executable, "-m", "hsc.cli", "download", "--params", str(params),
+                                    "--out", str(out), "--cache", str(cache)],
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        listener.settimeout(30)
+        connection, _ = listener.accept()  # hsc is now waiting inside the download
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        connection.close()
+    assert process.returncode == 130
+    assert stderr.splitlines() == [f"interrupted: hsc download stopped; {out} is unchanged and {cache} keeps "
+                                   f"any partial download, which the next run resumes"]
 
 
 def test_atomic_directory_keeps_the_old_output_when_the_build_fails(tmp_path):

@@ -3,12 +3,16 @@ and the stage command, against a real HTTP server on 127.0.0.1 serving a small S
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import re
+import shlex
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -23,7 +27,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hsc.data.download import acquire
-from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path
+from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path, validator_path
 from hsc.data.sources import SCAN_DATA_URL, source_for
 from hsc.errors import HscError
 from hsc.params import Params, parse_params
@@ -46,10 +50,11 @@ def scan_files(dataset: str, splits: tuple[str, ...], seed: int = 0) -> dict[str
 
 
 def write_scan_zip(path: Path, skip: tuple[str, ...] = (), extra: Optional[dict[str, bytes]] = None,
-                   compression: int = zipfile.ZIP_DEFLATED) -> dict[str, bytes]:
-    """SCAN's data.zip in miniature (both datasets); return the f30k files it holds, by flat name."""
-    f30k = scan_files("f30k_precomp", ("train", "dev", "test"))
-    coco = scan_files("coco_precomp", ("train", "dev", "test", "testall"), seed=1)
+                   compression: int = zipfile.ZIP_DEFLATED, seed: int = 0) -> dict[str, bytes]:
+    """SCAN's data.zip in miniature (both datasets); return the f30k files it holds, by flat name.
+    Stored (not deflated), zips of any ``seed`` have one size: only the feature values differ."""
+    f30k = scan_files("f30k_precomp", ("train", "dev", "test"), seed=seed)
+    coco = scan_files("coco_precomp", ("train", "dev", "test", "testall"), seed=seed + 1)
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         zf.writestr("data/readme.txt", b"precomputed features\n")
         for dataset, files in (("f30k_precomp", f30k), ("coco_precomp", coco)):
@@ -72,7 +77,19 @@ class ServerState:
     status: int = 200
     framing: str = "length"  # how the body's end is shown: Content-Length, "chunked", or "close" (neither)
     range_416: bool = True  # a Range past the end gets 416 with Content-Range "bytes */SIZE"; False omits it
+    send_etag: bool = True  # ETag: a hash of the payload
+    last_modified: Optional[str] = "Mon, 02 Nov 2026 10:00:00 GMT"  # None: no Last-Modified
+    swap_after_cut: Optional[tuple[bytes, str]] = None  # (payload, Last-Modified) served after the cut
     ranges: list[Optional[str]] = field(default_factory=list)
+    if_ranges: list[Optional[str]] = field(default_factory=list)
+
+    @property
+    def etag(self) -> Optional[str]:
+        return f'"{hashlib.sha256(self.payload).hexdigest()[:16]}"' if self.send_etag else None
+
+    def range_applies(self, if_range: Optional[str]) -> bool:
+        """If-Range as servers evaluate it: the Range counts only if the validator is current."""
+        return if_range is None or if_range in (self.etag, self.last_modified)
 
 
 class ArchiveHandler(BaseHTTPRequestHandler):
@@ -80,14 +97,15 @@ class ArchiveHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         state: ServerState = self.server.state  # type: ignore[attr-defined]
-        requested = self.headers.get("Range")
+        requested, if_range = self.headers.get("Range"), self.headers.get("If-Range")
         state.ranges.append(requested)
+        state.if_ranges.append(if_range)
         time.sleep(state.stall_s)
         if state.status != 200:
             self.send_error(state.status)
             return
         start = 0
-        if requested and not state.ignore_range:
+        if requested and not state.ignore_range and state.range_applies(if_range):
             start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
             if start >= len(state.payload):  # what real servers answer for a range past the end
                 self.send_response(416)
@@ -100,10 +118,15 @@ class ArchiveHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(state.payload) - 1}/{len(state.payload)}")
         else:
             self.send_response(200)
+        for name, value in (("ETag", state.etag), ("Last-Modified", state.last_modified)):
+            if value is not None:
+                self.send_header(name, value)
         body = state.payload[start:]
         cut = state.cut_after is not None
         sent = body[:state.cut_after] if cut else body
         state.cut_after = None
+        if cut and state.swap_after_cut is not None:  # the file is replaced before the client resumes
+            (state.payload, state.last_modified), state.swap_after_cut = state.swap_after_cut, None
         if state.framing == "chunked":  # one chunk announced whole; a cut ends the stream inside it
             self.send_header("Transfer-Encoding", "chunked")
             sent = f"{len(body):x}\r\n".encode() + sent + (b"" if cut else b"\r\n0\r\n\r\n")
@@ -208,7 +231,43 @@ def test_cut_connection_resumes_with_a_range_request(tmp_path, server) -> None:
     state.cut_after = half
     out = fetch_into(tmp_path, params_for(mirror=url))
     assert state.ranges == [None, f"bytes={half}-"]
+    assert state.if_ranges == [None, state.etag]
+    archive, part = cached_and_part(tmp_path, url)
+    assert archive.read_bytes() == state.payload
+    assert not validator_path(part).exists()
+    assert_holds(out, files)
+
+
+@pytest.mark.parametrize("validator", ["etag", "last-modified"])
+def test_source_swapped_before_the_resume_is_fetched_whole_not_spliced(tmp_path, server, validator) -> None:
+    url, state, _ = server
+    write_scan_zip(tmp_path / "old.zip", compression=zipfile.ZIP_STORED)
+    state.payload = (tmp_path / "old.zip").read_bytes()
+    new_files = write_scan_zip(tmp_path / "new.zip", compression=zipfile.ZIP_STORED, seed=7)
+    new = (tmp_path / "new.zip").read_bytes()
+    assert len(new) == len(state.payload) and new != state.payload
+    state.send_etag = validator == "etag"
+    old_validator = state.etag or state.last_modified
+    half = len(state.payload) // 2
+    state.cut_after, state.swap_after_cut = half, (new, "Tue, 03 Nov 2026 10:00:00 GMT")
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [None, f"bytes={half}-"] and state.if_ranges == [None, old_validator]
+    archive, _ = cached_and_part(tmp_path, url)
+    assert archive.read_bytes() == new  # the server answered 200 and the new file replaced the part
+    manifest = json.loads((tmp_path / "downloads" / MANIFEST_NAME).read_text())
+    assert manifest[url]["sha256"] == hashlib.sha256(new).hexdigest()
+    assert_holds(out, new_files)
+
+
+def test_part_without_a_validator_is_restarted_not_resumed(tmp_path, server, capsys) -> None:
+    url, state, files = server
+    state.send_etag, state.last_modified = False, None
+    half = len(state.payload) // 2
+    state.cut_after = half
+    out = fetch_into(tmp_path, params_for(mirror=url))
+    assert state.ranges == [None, None]  # the cut part was thrown away, never resumed blindly
     assert (tmp_path / "downloads" / archive_name(url)).read_bytes() == state.payload
+    assert "no ETag or Last-Modified recorded" in capsys.readouterr().err
     assert_holds(out, files)
 
 
@@ -217,11 +276,19 @@ def cached_and_part(tmp_path: Path, url: str) -> tuple[Path, Path]:
     return archive, partial_path(archive)
 
 
+def leave_part(tmp_path: Path, url: str, data: bytes, if_range: Optional[str]) -> Path:
+    """A part left by an earlier, interrupted run, with the validator its first response gave."""
+    _, part = cached_and_part(tmp_path, url)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    validator_path(part).write_text(json.dumps({"if_range": if_range}))
+    return part
+
+
 def test_part_killed_after_its_last_byte_is_completed_without_a_new_transfer(tmp_path, server) -> None:
     url, state, files = server
-    archive, part = cached_and_part(tmp_path, url)
-    part.parent.mkdir(parents=True)
-    part.write_bytes(state.payload)  # every byte arrived; the rename did not happen
+    archive, _ = cached_and_part(tmp_path, url)
+    part = leave_part(tmp_path, url, state.payload, state.etag)  # every byte arrived; the rename did not happen
     out = fetch_into(tmp_path, params_for(mirror=url, retries=0))
     assert state.ranges == [f"bytes={len(state.payload)}-"]  # answered 416 "bytes */SIZE", nothing re-sent
     assert archive.read_bytes() == state.payload and not part.exists()
@@ -234,9 +301,8 @@ def test_part_killed_after_its_last_byte_is_completed_without_a_new_transfer(tmp
 def test_416_that_does_not_confirm_the_part_restarts_from_zero(tmp_path, server, range_416) -> None:
     url, state, files = server
     state.range_416 = range_416
-    archive, part = cached_and_part(tmp_path, url)
-    part.parent.mkdir(parents=True)
-    part.write_bytes(state.payload + b"stale tail")  # longer than what is served now
+    archive, _ = cached_and_part(tmp_path, url)
+    leave_part(tmp_path, url, state.payload + b"stale tail", state.etag)  # longer than what is served now
     out = fetch_into(tmp_path, params_for(mirror=url))
     assert state.ranges == [f"bytes={len(state.payload) + 10}-", None]
     assert archive.read_bytes() == state.payload
@@ -246,9 +312,7 @@ def test_416_that_does_not_confirm_the_part_restarts_from_zero(tmp_path, server,
 def test_416_restart_is_named_when_retries_run_out(tmp_path, server) -> None:
     url, state, _ = server
     state.range_416 = False
-    _, part = cached_and_part(tmp_path, url)
-    part.parent.mkdir(parents=True)
-    part.write_bytes(state.payload)
+    part = leave_part(tmp_path, url, state.payload, state.etag)
     expected = rf"HTTP 416 to bytes={len(state.payload)}- \(no Content-Range\); deleted .*\.part to restart"
     with pytest.raises(HscError, match=expected):
         fetch_into(tmp_path, params_for(mirror=url, retries=0))
@@ -304,10 +368,9 @@ def test_html_page_instead_of_the_archive_is_named_as_such(tmp_path, server) -> 
 
 def test_resumed_body_without_length_is_checked_against_its_content_range(tmp_path, server) -> None:
     url, state, files = server
-    archive, part = cached_and_part(tmp_path, url)
-    part.parent.mkdir(parents=True)
+    archive, _ = cached_and_part(tmp_path, url)
     third = len(state.payload) // 3
-    part.write_bytes(state.payload[:third])  # left by an earlier, interrupted run
+    leave_part(tmp_path, url, state.payload[:third], state.etag)
     state.framing, state.cut_after = "close", 100
     out = fetch_into(tmp_path, params_for(mirror=url))
     assert state.ranges == [f"bytes={third}-", f"bytes={third + 100}-"]  # the cut 206 was resumed
@@ -342,7 +405,9 @@ def test_no_network_is_one_line_naming_the_url_and_the_mirror_options(tmp_path) 
         fetch_into(tmp_path, params_for(mirror=url, retries=1))
     message = str(caught.value)
     assert "\n" not in message
-    assert url in message and "download.mirror" in message and "--mirror" in message and str(out) in message
+    assert url in message and "download.mirror" in message and "--mirror" in message
+    assert message.endswith(f"or a directory outside {out} holding data/f30k_precomp/ "
+                            f"(files placed there by hand are linked in)")  # not into out, which DVC deletes
     assert "2 attempts" in message
     assert_nothing_built(out)
     assert not (tmp_path / "downloads" / archive_name(url)).exists()
@@ -380,6 +445,58 @@ def test_download_checks_free_disk_before_writing(tmp_path, server, monkeypatch)
     with pytest.raises(HscError, match=rf"needs {len(state.payload):,} bytes but only 10 are free"):
         fetch_into(tmp_path, params_for(mirror=url))
     assert not partial_path(tmp_path / "downloads" / archive_name(url)).exists()
+
+
+@pytest.mark.parametrize("framing", ["close", "length"])
+def test_disk_full_mid_transfer_is_one_line_naming_the_part_and_the_space(tmp_path, server, monkeypatch,
+                                                                           framing) -> None:
+    url, state, _ = server
+    state.framing = framing
+
+    def fill_the_disk(source, sink, on_chunk) -> int:  # 1,000 bytes fit, then the disk is full
+        sink.write(source.read(1000))
+        sink.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("hsc.data.fetch.copy_stream", fill_the_disk)
+    archive, part = cached_and_part(tmp_path, url)
+    with pytest.raises(HscError) as caught:
+        fetch_into(tmp_path, params_for(mirror=url))
+    needed = ("the size was not announced, so it needs more than the 1,000 bytes written so far" if framing == "close"
+              else f"it needs {len(state.payload) - 1000:,} more bytes ({len(state.payload):,} in all)")
+    assert str(caught.value) == (f"{part}: disk full after 1,000 bytes; {needed}; free some space "
+                                 f"(or pass another --cache) and re-run to resume")
+    assert not archive.exists() and not (tmp_path / "downloads" / MANIFEST_NAME).exists()
+    assert_nothing_built(tmp_path / "raw" / "f30k_precomp")
+    monkeypatch.undo()
+    fetch_into(tmp_path, params_for(mirror=url))  # space freed: the kept part resumes
+    assert state.ranges[-1] == "bytes=1000-" and archive.read_bytes() == state.payload
+
+
+def test_disk_full_on_a_tiny_tmpfs_exits_2_with_one_line(tmp_path, server) -> None:
+    """The real thing, where a user and mount namespace may mount a 16 KiB tmpfs as the cache."""
+    url, state, _ = server
+    write_scan_zip(tmp_path / "big.zip", extra={"data/padding.bin": np.random.default_rng(0).bytes(100_000)})
+    state.payload, state.framing = (tmp_path / "big.zip").read_bytes(), "close"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    mount = f"mount -t tmpfs -o size=16k none {cache}"
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", mount],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs unshare and user namespaces)")
+    params = write_params(tmp_path / "params.yaml", url)
+    out = tmp_path / "raw"
+    hsc = shlex.join([sys.executable, "-m", "hsc.cli", "download", "--params", str(params), "--out", str(out),
+                      "--cache", str(cache)])
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && {hsc}; rc=$?; ls -A {cache}; exit $rc"],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(cache))}/data-\w+\.zip\.part: disk full after [\d,]+ bytes; "
+                        r"the size was not announced.*re-run to resume", errors[0])
+    assert not out.exists() and MANIFEST_NAME not in result.stdout.split()  # nothing that looks complete
+    assert f"{archive_name(url)}\n" not in result.stdout
 
 
 # --- archives -------------------------------------------------------------------------------

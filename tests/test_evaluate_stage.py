@@ -26,6 +26,7 @@ REGIONS, FEAT_DIM, VOCAB_SIZE = 4, 8, 20
 class ArrayFeatures:
     def __init__(self, feats: np.ndarray) -> None:
         self.feats = feats
+        self.features_path = Path("memory_ims.npy")
         self.regions, self.feat_dim = feats.shape[1:]
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:

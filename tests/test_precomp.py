@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hsc.data import precomp
+from hsc.data.tokenizer import tokenize
 from hsc.errors import HscError
 
 
@@ -153,3 +154,12 @@ def test_lines_keep_everything_but_the_newline(tmp_path: Path):
     path = tmp_path / "dev_caps.txt"
     path.write_bytes("  A caf\u00e9 \u2019s sign \n".encode("utf-8"))
     assert list(precomp.iter_captions(path)) == ["  A caf\u00e9 \u2019s sign "]
+
+
+def test_byte_order_mark_does_not_change_the_first_caption(tmp_path: Path):
+    plain, marked = tmp_path / "plain_caps.txt", tmp_path / "bom_caps.txt"
+    plain.write_bytes(b"Dogs run .\ncats sit .\n")
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    captions = list(precomp.iter_captions(marked))
+    assert captions == list(precomp.iter_captions(plain))
+    assert tokenize(captions[0])[0] == "dogs"

@@ -150,3 +150,16 @@ def test_bad_caption_line_is_reported_by_the_command(raw: Path, tmp_path: Path):
                                       "--out", str(tmp_path / "out")])
     assert isinstance(result.exception, HscError)
     assert str(result.exception) == f"{raw / 'dev_caps.txt'}: line 8 is empty; every line must hold one caption"
+
+
+@pytest.mark.parametrize("dtype, value", [("float32", 1e39), ("float16", 1e5)])
+def test_features_beyond_the_stored_dtype_name_file_and_row(raw: Path, tmp_path: Path, dtype: str, value: float):
+    features = np.load(raw / "test_ims.npy").astype(np.float64)
+    features[2, 1, 3] = value  # finite as float64, inf once cast to the stored dtype
+    np.save(raw / "test_ims.npy", features)
+    with pytest.raises(HscError) as info:
+        prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareParams(feature_dtype=dtype))
+    message = str(info.value)
+    assert message.startswith(f"{raw / 'test_ims.npy'}: image row 2 holds values beyond the {dtype} range")
+    assert ("prepare.feature_dtype to float32" in message) == (dtype == "float16")
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,7 @@ class ArraySource:
 
     def __init__(self, features: np.ndarray) -> None:
         self.features = features
+        self.features_path = Path("memory_ims.npy")
         _, self.regions, self.feat_dim = features.shape
         self.blocks: list[tuple[int, int]] = []
 
@@ -91,7 +92,7 @@ def test_float16_storage_reads_back_as_float32(tmp_path: Path, features: np.ndar
 
 def test_float16_overflow_is_a_user_error(tmp_path: Path, features: np.ndarray):
     features[1, 0, 0] = 1e6
-    with pytest.raises(HscError, match="float16 range.*prepare.feature_dtype"):
+    with pytest.raises(HscError, match=r"^memory_ims.npy: image row 1 .*float16 range.*prepare.feature_dtype"):
         make_split(tmp_path / "test.h5", features, feature_dtype="float16")
     assert not list(tmp_path.iterdir())
 

@@ -87,5 +87,6 @@ def _local_path(location: str) -> Path:
 
 
 def _where_else(source: Source, out: Path) -> str:
-    return (f"set download.mirror in params.yaml (or --mirror) to a mirror URL, a local zip or a "
-            f"directory holding data/{source.dataset}/, or place the files manually under {out}")
+    # Never suggest filling ``out`` by hand: it is the stage's output, which DVC deletes before the stage runs.
+    return (f"set download.mirror in params.yaml (or --mirror) to a mirror URL, a local zip, or a directory "
+            f"outside {out} holding data/{source.dataset}/ (files placed there by hand are linked in)")

@@ -1,7 +1,9 @@
 """Getting raw bytes onto disk: HTTP downloads into a persistent cache, and local copies.
 
 A download streams into ``<archive>.part``, resumes it with a Range request after an
-interruption, retries with exponential backoff, and is renamed to ``<archive>`` only when it
+interruption (guarded by If-Range with the first response's ETag or Last-Modified, kept in
+``<archive>.part.json``, so a source changed in between is fetched again from byte 0 rather
+than spliced; a part with neither is not resumed), retries with exponential backoff, and is renamed to ``<archive>`` only when it
 reaches the size the server announced (Content-Length, or a 206's Content-Range total) or,
 without either, the size the manifest recorded. A size other than the manifest's fails before
 any transfer. A part that already holds every byte (the server answers 416 naming that size)
@@ -12,12 +14,14 @@ archive against it instead of downloading.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
 import os
 import re
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -102,6 +106,11 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
+def validator_path(part: Path) -> Path:
+    """Where the If-Range validator of ``part`` is kept (the first response's ETag or Last-Modified)."""
+    return part.with_name(part.name + ".json")
+
+
 def cached_archive(url: str, cache: Path, *, timeout_s: float, retries: int,
                    backoff_s: float = BACKOFF_S) -> Path:
     """The archive at ``url`` in ``cache``: checked against the manifest if cached, else downloaded."""
@@ -152,6 +161,7 @@ def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s:
             if failures:
                 time.sleep(backoff_s * 2 ** (failures - 1))
     os.replace(part, dest)
+    validator_path(part).unlink(missing_ok=True)
     return digest
 
 
@@ -160,7 +170,15 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
     have = _size(part)
     headers = {"User-Agent": USER_AGENT}
     if have:
-        headers["Range"] = f"bytes={have}-"
+        if_range = _recorded_if_range(part)
+        if if_range is None:  # nothing proves the source unchanged: resuming could splice two files
+            print(f"warning: {part}: no ETag or Last-Modified recorded to check that the source is unchanged; "
+                  f"restarting the download from byte 0", file=sys.stderr)
+            part.unlink()
+            have = 0
+        else:  # a server whose file changed answers 200 with the whole new file instead of 206
+            headers["Range"] = f"bytes={have}-"
+            headers["If-Range"] = if_range
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
     except urllib.error.HTTPError as exc:
@@ -178,20 +196,40 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
                              f"and {part}, else use another mirror")
         if total is not None:
             require_free_space(part.parent, total - start, f"downloading {url}")
+        if not start:
+            write_json(validator_path(part), {"if_range": _if_range(response)})
         digest = sha256_state(part, f"hash {part.name}") if start else hashlib.sha256()  # the bytes kept
-        with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
-            task = progress.add_task(f"download {part.stem}", total=total, completed=start)
+        try:
+            with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
+                task = progress.add_task(f"download {part.stem}", total=total, completed=start)
 
-            def on_chunk(chunk: bytes) -> None:
-                digest.update(chunk)
-                progress.advance(task, len(chunk))
+                def on_chunk(chunk: bytes) -> None:
+                    digest.update(chunk)
+                    progress.advance(task, len(chunk))
 
-            received = start + copy_stream(response, sink, on_chunk)
+                received = start + copy_stream(response, sink, on_chunk)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise _disk_full(part, total) from None
     # Only short is retried: http.client never reads past Content-Length, and a body longer than
     # the manifest's size means the source changed, which cached_archive reports.
     if total is not None and received < total:
         raise _Transient(f"got {received:,} of {total:,} bytes ({known_from})")
     return digest.hexdigest()
+
+
+def _disk_full(part: Path, total: int | None) -> HscError:
+    """The one line for a disk that filled up mid-transfer (the free-space check cannot run
+    without an announced size, and other writers may fill the disk meanwhile). The part is a
+    prefix of the file, so it is kept for the re-run to resume."""
+    written = _size(part)
+    if total is None:
+        needed = f"the size was not announced, so it needs more than the {written:,} bytes written so far"
+    else:
+        needed = f"it needs {total - written:,} more bytes ({total:,} in all)"
+    return HscError(f"{part}: disk full after {written:,} bytes; {needed}; free some space (or pass another "
+                    f"--cache) and re-run to resume")
 
 
 def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -> str:
@@ -205,6 +243,24 @@ def _complete_or_restart(error: urllib.error.HTTPError, part: Path, have: int) -
     part.unlink(missing_ok=True)
     served = f"Content-Range '{content_range}'" if content_range else "no Content-Range"
     raise _Transient(f"HTTP 416 to bytes={have}- ({served}); deleted {part} to restart from byte 0") from None
+
+
+def _if_range(response: http.client.HTTPResponse) -> str | None:
+    """The validator to resume this body with: a strong ETag (If-Range refuses weak ones),
+    else Last-Modified, else None."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified")
+
+
+def _recorded_if_range(part: Path) -> str | None:
+    """The validator recorded when ``part`` was started, or None (absent, unreadable, or none sent)."""
+    try:
+        value = json.loads(validator_path(part).read_text(encoding="utf-8")).get("if_range")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _expected_total(response: http.client.HTTPResponse, start: int,

@@ -70,10 +70,9 @@ class RawSplit:
         # A fresh mapping per block: pages touched through a long-lived mapping stay in the
         # process's resident set, so one mapping over the whole file would grow to its size.
         block = np.array(_load_npy(self.features_path)[start:stop])
-        finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
-        if not finite.all():
-            row = start + int(np.argmin(finite))
-            raise HscError(f"{self.features_path}: image row {row} holds NaN or inf; "
+        bad = first_non_finite(block)
+        if bad is not None:
+            raise HscError(f"{self.features_path}: image row {start + bad} holds NaN or inf; "
                            f"the file is corrupt, re-download it")
         return block
 
@@ -113,6 +112,12 @@ def check_same_feature_dims(splits: Sequence[RawSplit]) -> None:
                            f"{first.features_path.name} has {first.regions} x {first.feat_dim}; all splits must match")
 
 
+def first_non_finite(rows: np.ndarray) -> int | None:
+    """The index of the first row of ``rows`` holding a NaN or inf, or None when all are finite."""
+    finite = np.isfinite(rows).reshape(len(rows), -1).all(axis=1)
+    return None if finite.all() else int(np.argmin(finite))
+
+
 def count_lines(path: Path) -> int:
     """Lines in a text file, counting a last line that lacks its newline."""
     lines, last = 0, b"\n"
@@ -137,7 +142,9 @@ def iter_captions(path: Path) -> Iterator[str]:
             if line.endswith(b"\n"):
                 line = line[:-1]
             try:
-                text = line.decode("utf-8")
+                # utf-8-sig on the first line drops a byte-order mark (Windows editors add one),
+                # which would otherwise glue itself to the first word and make it <unk>.
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise HscError(f"{path}: line {number} is not UTF-8 (byte {exc.start + 1}); "
                                f"fix or re-download the file") from None

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from hsc.atomic import atomic_path
+from hsc.data.precomp import first_non_finite
 from hsc.data.vocab import EncodedCaptions
 from hsc.errors import HscError
 from hsc.progress import bar
@@ -29,6 +30,7 @@ BLOCK_BYTES = 16 << 20  # features copied this many bytes at a time: bounds peak
 class FeatureSource(Protocol):
     """Rows of region features, read a block at a time (e.g. :class:`hsc.data.precomp.RawSplit`)."""
 
+    features_path: Path  # named in errors
     regions: int
     feat_dim: int
 
@@ -58,13 +60,20 @@ def _copy_features(source: FeatureSource, target: h5py.Dataset, label: str) -> N
         task = progress.add_task(f"{label} features", total=n_images)
         for start in range(0, n_images, block):
             stop = min(start + block, n_images)
-            with np.errstate(over="ignore"):  # overflow to float16 inf is reported just below
+            with np.errstate(over="ignore"):  # an overflow to inf is reported just below
                 rows = source.read_rows(start, stop).astype(target.dtype, copy=False)
-            if target.dtype == np.float16 and not np.isfinite(rows).all():
-                raise HscError(f"split {label}: features exceed the float16 range; set prepare.feature_dtype "
-                               f"to float32 in params.yaml")
+            bad = first_non_finite(rows)  # the source rows are finite, so this is the cast's overflow
+            if bad is not None:
+                _fail_overflow(source.features_path, start + bad, target.dtype)
             target[start:stop] = rows
             progress.advance(task, stop - start)
+
+
+def _fail_overflow(path: Path, row: int, dtype: np.dtype) -> NoReturn:
+    what = f"{path}: image row {row} holds values beyond the {dtype} range (max {np.finfo(dtype).max:.4g})"
+    if dtype == np.float16:
+        raise HscError(f"{what}; set prepare.feature_dtype to float32 in params.yaml")
+    raise HscError(f"{what}; these are not region features as SCAN stores them, rescale or re-extract them")
 
 
 class SplitReader:
