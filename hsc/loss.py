@@ -32,6 +32,20 @@ class ContrastiveLoss(nn.Module):
             return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
         return cost_caption.sum() + cost_image.sum()
 
+    def constant_floor(self, batch: int) -> float:
+        """The loss when every score of a (batch, batch) matrix is equal: each negative costs the margin."""
+        negatives_per_query = 1 if self.max_violation else batch - 1
+        return 2 * self.margin * batch * negatives_per_query
+
+
+def hardest_negatives(max_violation: bool, warmup_epochs: int, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (from 0) uses hardest negatives: after the sum-loss warm-up, if at all.
+
+    VSE-infinity's warm-up: from a random start the hardest negatives can pull every score to
+    one value; the sum over negatives for the first epochs spreads them first.
+    """
+    return max_violation and epoch >= warmup_epochs
+
 
 class RankingObjective:
     """The hinge loss on a model's (B, B) batch scores: the whole objective of a family with no other terms."""

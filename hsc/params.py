@@ -72,6 +72,7 @@ class TrainParams(Section):
     lr_update: int = Field(20, ge=1)  # lr x 0.1 every this many epochs
     margin: float = Field(0.2, ge=0)
     max_violation: bool = True  # hardest negative (VSE++) vs. sum over negatives
+    max_violation_warmup: int = Field(0, ge=0)  # epochs of sum over negatives before the hardest (VSE-infinity)
     grad_clip: float = Field(2.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # mixed precision on CUDA; ignored on CPU

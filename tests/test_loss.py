@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from hsc.loss import ContrastiveLoss
+from hsc.loss import ContrastiveLoss, hardest_negatives
 
 SCORES = torch.tensor([[0.9, 0.8, 0.1],
                        [0.3, 0.5, 0.6],
@@ -40,3 +41,17 @@ def test_gradient_reaches_the_hardest_negatives_only() -> None:
                              [0.0, -2.0, 2.0],
                              [0.0, 1.0, -2.0]])
     assert torch.allclose(scores.grad, expected)
+
+
+def test_constant_scores_cost_exactly_the_floor_in_both_modes() -> None:
+    scores = torch.full((5, 5), 0.7)
+    for max_violation, floor in ((True, 2 * 0.2 * 5), (False, 2 * 0.2 * 5 * 4)):
+        loss_fn = ContrastiveLoss(margin=0.2, max_violation=max_violation)
+        assert loss_fn.constant_floor(5) == pytest.approx(floor)
+        assert torch.isclose(loss_fn(scores), torch.tensor(floor))
+
+
+def test_warmup_epochs_use_the_sum_then_hardest_negatives() -> None:
+    assert [hardest_negatives(True, 2, epoch) for epoch in range(4)] == [False, False, True, True]
+    assert [hardest_negatives(True, 0, epoch) for epoch in range(2)] == [True, True]
+    assert not any(hardest_negatives(False, 1, epoch) for epoch in range(3))

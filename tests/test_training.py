@@ -1,4 +1,4 @@
-"""The training loop: schedule, resume equality, stale checkpoints, NaN and init errors."""
+"""The training loop: schedule, resume equality, stale checkpoints, NaN, collapse and init errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from hsc.checkpoint import load_checkpoint, save_checkpoint
 from hsc.errors import HscError
+from hsc.loss import ContrastiveLoss
 from hsc.params import Params
 from hsc.training.loop import Trainer, learning_rate
 from hsc.training.resume import run_fingerprint
@@ -53,11 +54,11 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_prepared, tiny_
     calls = {"n": 0}
     real_validate = Trainer._validate
 
-    def crash_in_second_epoch(self):
+    def crash_in_second_epoch(self, *args):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_validate(self)
+        return real_validate(self, *args)
 
     monkeypatch.setattr(Trainer, "_validate", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -92,6 +93,62 @@ def test_nan_loss_stops_and_names_the_step_and_the_kept_checkpoint(tiny_prepared
     monkeypatch.setattr(trainer.objective.ranking, "forward", lambda scores: scores.sum() * float("nan"))
     with pytest.raises(HscError, match=r"loss became nan at epoch 1, step 1; no checkpoint was written yet"):
         trainer.run()
+
+
+def test_collapsed_dev_scores_stop_training_and_are_never_best(tiny_prepared, tiny_params_dict, tmp_path,
+                                                              monkeypatch):
+    # A collapse as huge lrs cause it (lr 1e6 here gives a constant dev matrix with 2 threads, a 0/1 saturated
+    # one with 1): in epoch 2 every weight into a 1-output layer is zeroed, so each score is sigmoid(bias).
+    real_step = Trainer._step
+
+    def collapsing_step(self, batch):
+        loss = real_step(self, batch)
+        if self.optimizer.param_groups[0]["lr"] < tiny_params_dict["train"]["lr"]:  # epoch 2 (lr_update 1)
+            with torch.no_grad():
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.Linear) and module.out_features == 1:
+                        module.weight.zero_()
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", collapsing_step)
+    with pytest.raises(HscError, match=r"^the model collapsed at epoch 2, step 38, lr 0\.0001 \(.*dev\.h5: every "
+                                       r"score is .*\); .*last\.pt keeps the last good state \(epoch 1\); try "
+                                       r"train\.max_violation_warmup=1 or a lower train\.lr$"):
+        run(tiny_params(tiny_params_dict), tiny_prepared, tmp_path)
+    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["epoch"] == 1
+    best = load_checkpoint(tmp_path / "ckpt" / "best.pt")
+    assert best["epoch"] == 1 and best["dev_metrics"]["rsum"] < 600
+
+
+def test_loss_at_the_constant_score_floor_is_reported_once(tiny_prepared, tiny_params_dict, tmp_path, capsys):
+    trainer = Trainer(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path / "ckpt", tmp_path / "m")
+    anchor = next(trainer.model.parameters())
+    # Training scores all one value (still attached to the weights); dev scoring is untouched.
+    trainer.model.forward = lambda images, tokens, lengths: anchor.sum() * 0 + torch.full((len(lengths),) * 2, 0.5)
+    trainer.run()
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "constant-score floor" in line]
+    # 19 steps, patience half an epoch (9): one streak, one warning; last batch (12) has its own floor.
+    assert warnings == ["warning: the loss has sat at its constant-score floor (6.4) for 9 steps (epoch 1, step 9): "
+                        "the scores have collapsed to one value; try train.max_violation_warmup=1 or a lower train.lr"]
+
+
+def test_max_violation_warmup_uses_the_sum_loss_first(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+    modes = []
+    real_forward = ContrastiveLoss.forward
+
+    def recording(self, scores):
+        modes.append(self.max_violation)
+        return real_forward(self, scores)
+
+    monkeypatch.setattr(ContrastiveLoss, "forward", recording)
+    run(tiny_params(tiny_params_dict, epochs=3, max_violation=True, max_violation_warmup=2), tiny_prepared, tmp_path)
+    steps = math.ceil(300 / 16)
+    assert modes == [False] * (2 * steps) + [True] * steps
+
+
+def test_fingerprint_includes_the_warmup(tiny_params_dict):
+    base = run_fingerprint(tiny_params(tiny_params_dict), {"data": 1})
+    assert run_fingerprint(tiny_params(tiny_params_dict, max_violation_warmup=1), {"data": 1}) != base
 
 
 def test_fine_tuning_refuses_a_checkpoint_with_another_vocabulary(tiny_prepared, tiny_params_dict, tmp_path):
@@ -131,9 +188,9 @@ def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_
     calls = []
     real_validate = Trainer._validate
 
-    def counting(self):
+    def counting(self, *args):
         calls.append(1)
-        return real_validate(self)
+        return real_validate(self, *args)
 
     monkeypatch.setattr(Trainer, "_validate", counting)
     run(tiny_params(tiny_params_dict, epochs=1, val_every_steps=5), tiny_prepared, tmp_path)

@@ -1,7 +1,8 @@
 """Encode a split once, then score every image x caption pair block by block.
 
 Also the validation entry point of the training loop: :func:`validate` takes a built model
-and a split reader and returns the rank metrics, leaving the model's train/eval mode as it was.
+and a split reader and returns the rank metrics, leaving the model's train/eval mode as it was,
+or raises :class:`ScoresCollapsed` when every score is (nearly) the same value.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ import torch
 
 from hsc.data.batches import collate_captions
 from hsc.evaluation.protocols import scored_image_rows
+from hsc.errors import HscError
 from hsc.evaluation.ranks import rank_metrics
 from hsc.progress import bar
 
 # Scores of pooled models are computed this many at a time (64 MB of float32): large enough
 # for a fast GEMM, small enough to keep memory flat.
 POOLED_BLOCK_ELEMENTS = 1 << 24
+
+# A score matrix is collapsed when max - min <= COLLAPSE_RTOL x max |score| (<= so an all-zero
+# matrix counts): float32 scores a few ulps apart are one value plus rounding noise.
+COLLAPSE_RTOL = 1e-6
+
+
+class ScoresCollapsed(HscError):
+    """A validation split scored (nearly) one value for every pair: the model has collapsed."""
 
 
 @dataclass
@@ -134,6 +144,13 @@ def evaluate_split(model: Any, reader: Any, *, device: torch.device | str, batch
 
 def validate(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,
              img_block: int, cap_block: int) -> dict[str, float]:
-    """Rank metrics of an already-built model on a split (the trainer's dev validation)."""
-    return evaluate_split(model, reader, device=device, batch_size=batch_size,
-                          img_block=img_block, cap_block=cap_block)[1]
+    """Rank metrics of an already-built model on a split (the trainer's dev validation).
+
+    Raises :class:`ScoresCollapsed` for a collapsed score matrix (see ``COLLAPSE_RTOL``).
+    """
+    sims, metrics = evaluate_split(model, reader, device=device, batch_size=batch_size,
+                                   img_block=img_block, cap_block=cap_block)
+    low, high = float(sims.min()), float(sims.max())
+    if high - low <= COLLAPSE_RTOL * max(abs(low), abs(high)):
+        raise ScoresCollapsed(f"{reader_name(reader)}: every score is {high:.6g} (spread {high - low:.3g})")
+    return metrics

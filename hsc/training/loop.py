@@ -20,14 +20,15 @@ from hsc.data.batches import PairBatch, PairDataset, collate_pairs
 from hsc.data.store import SplitReader
 from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
 from hsc.errors import HscError
-from hsc.evaluation.scoring import validate
+from hsc.evaluation.scoring import ScoresCollapsed, validate
 from hsc.hashing import sha256_file
-from hsc.loss import ContrastiveLoss
+from hsc.loss import ContrastiveLoss, hardest_negatives
 from hsc.models.base import RetrievalModel
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 from hsc.params import Params
 from hsc.progress import bar
+from hsc.training.collapse import FloorWatch, floor_patience
 from hsc.training.curves import Curves
 from hsc.training.resume import resumable_state, run_fingerprint
 from hsc.training.step import optimisation_step
@@ -71,8 +72,9 @@ class Trainer:
         })
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.objective = self.model.objective(ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation),
-                                              self.train_reader, data_dir / "vocab.json")
+        # The hinge loss, switched to hardest negatives after the warm-up; the model's objective wraps it.
+        self.ranking = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
+        self.objective = self.model.objective(self.ranking, self.train_reader, data_dir / "vocab.json")
         size = self.cfg.batch_size
         self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
                               f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
@@ -129,11 +131,24 @@ class Trainer:
                                      batch.to(self.device))
         return loss.item()
 
-    def _validate(self) -> dict[str, float]:
+    def _watch_floor(self, watch: FloorWatch, loss: float, batch: PairBatch, epoch: int, step: int) -> None:
+        """Warn once per streak of ``watch.patience`` steps with the loss at the constant-score floor."""
+        floor = self.ranking.constant_floor(len(batch.lengths))
+        if watch.at_floor_too_long(loss, floor):
+            print(f"warning: the loss has sat at its constant-score floor ({floor:g}) for {watch.patience} steps "
+                  f"(epoch {epoch + 1}, step {step}): the scores have collapsed to one value; "
+                  f"try train.max_violation_warmup=1 or a lower train.lr")
+
+    def _validate(self, epoch: int, step: int, lr: float, history: list[dict[str, float]]) -> dict[str, float]:
         ev = self.params.evaluate
-        with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
-            metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
-                               img_block=ev.img_block, cap_block=ev.cap_block)
+        try:
+            with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
+                metrics = validate(self.model, self.dev_reader, device=self.device, batch_size=ev.encode_batch,
+                                   img_block=ev.img_block, cap_block=ev.cap_block)
+        except ScoresCollapsed as exc:  # never kept as best.pt: the pessimistic ranks would still rate it
+            raise HscError(f"the model collapsed at epoch {epoch + 1}, step {step}, lr {lr:g} ({exc}); "
+                           f"{self._last_good(history)}; try train.max_violation_warmup=1 or a lower train.lr"
+                           ) from None
         return metrics
 
     def _last_good(self, history: list[dict[str, float]]) -> str:
@@ -157,12 +172,15 @@ class Trainer:
         if start_epoch >= epochs:
             print(f"{self.last_path} is already trained to epoch {start_epoch} (train.epochs={epochs})")
         self.model.train()
+        watch = FloorWatch(floor_patience(math.ceil(self.train_reader.n_captions / self.cfg.batch_size)))
         with bar(unit="batch") as progress:
             for epoch in range(start_epoch, epochs):
                 torch.manual_seed(self._epoch_seed(epoch))  # dropout stream of this epoch
                 lr = learning_rate(self.cfg.lr, self.cfg.lr_update, epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                self.ranking.max_violation = hardest_negatives(self.cfg.max_violation, self.cfg.max_violation_warmup,
+                                                               epoch)
                 loader = self._loader(epoch)
                 task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader))
                 loss_sum = 0.0
@@ -172,15 +190,16 @@ class Trainer:
                     if not math.isfinite(loss):
                         raise HscError(f"loss became {loss} at epoch {epoch + 1}, step {step}; "
                                        f"{self._last_good(history)}; try a lower train.lr or train.amp=false")
+                    self._watch_floor(watch, loss, batch, epoch, step)
                     loss_sum += loss
                     progress.update(task, advance=1,
                                     description=f"epoch {epoch + 1}/{epochs} loss {loss_sum / (batch_index + 1):.3f}")
                     mid_epoch = batch_index + 1 < len(loader)
                     if self.cfg.val_every_steps and step % self.cfg.val_every_steps == 0 and mid_epoch:
-                        best_rsum, best_epoch = self._keep_best(self._validate(), epoch + 1, step, best_rsum,
-                                                                best_epoch)
+                        best_rsum, best_epoch = self._keep_best(self._validate(epoch, step, lr, history), epoch + 1,
+                                                                step, best_rsum, best_epoch)
                 progress.remove_task(task)
-                dev = self._validate()
+                dev = self._validate(epoch, step, lr, history)
                 best_rsum, best_epoch = self._keep_best(dev, epoch + 1, step, best_rsum, best_epoch)
                 record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
                           **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
