@@ -47,3 +47,22 @@ def tiny_prepared(tmp_path_factory) -> Path:
     generate(params.synthetic, root / "raw")
     prepare_dataset(root / "raw", root / "prepared", params.dataset, params.prepare)
     return root / "prepared"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MB tmpfs mounted for the test: a real full disk. Skips where mounting is not permitted."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a small disk")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)  # lazy: even if a failed test left a file open

@@ -106,5 +106,6 @@ def test_a_few_training_steps_lower_the_loss(name: str, tiny_prepared: Path) -> 
     torch.manual_seed(0)
     losses = [float(optimisation_step(model, objective, optimizer, scaler, 2.0, batch)) for _ in range(12)]
     assert sum(losses[-3:]) < sum(losses[:3]), losses  # fitting one batch (seeded, so no flakiness)
-    unused = [key for key, param in model.named_parameters() if param.grad is None or not param.grad.any()]
+    # None: not connected to the loss (a value of exactly 0 is legitimate, e.g. a bias before a softmax)
+    unused = [key for key, param in model.named_parameters() if param.grad is None]
     assert not unused, f"parameters the objective never reaches: {unused}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -163,3 +165,20 @@ def test_features_beyond_the_stored_dtype_name_file_and_row(raw: Path, tmp_path:
     assert message.startswith(f"{raw / 'test_ims.npy'}: image row 2 holds values beyond the {dtype} range")
     assert ("prepare.feature_dtype to float32" in message) == (dtype == "float16")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, small_disk: Path):
+    raw = tmp_path / "raw"
+    for split, n in (("train", 300), ("dev", 2), ("test", 2)):  # 4.9 MB of train features for a 1 MB disk
+        write_raw_split(raw, split, n, per_image=1, dim=1024)
+    (tmp_path / "params.yaml").write_text("prepare:\n  dev_images: null\n", encoding="utf-8")
+    out = small_disk / "prepared"
+    # a subprocess: h5py used to crash the interpreter (segfault) closing the file after the failed write
+    done = subprocess.run([sys.executable, "-m", "hsc.cli", "prepare", "--params", str(tmp_path / "params.yaml"),
+                           "--raw", str(raw), "--out", str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: {out / 'train.h5'}: no space left on device (it needs about 4.9 MB"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(small_disk.iterdir()) == []

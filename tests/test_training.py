@@ -204,3 +204,14 @@ def test_fingerprint_changes_with_the_package_code(tiny_params_dict, monkeypatch
     base = run_fingerprint(tiny_params(tiny_params_dict), {"data": 1})
     monkeypatch.setattr(resume, "code_digest", lambda: "edited")
     assert run_fingerprint(tiny_params(tiny_params_dict), {"data": 1}) != base
+
+
+def test_a_damaged_last_checkpoint_stops_the_run_unless_restart(tiny_prepared, tiny_params_dict, tmp_path):
+    params = tiny_params(tiny_params_dict, epochs=1)
+    first = run(params, tiny_prepared, tmp_path)
+    first.last_path.write_bytes(first.last_path.read_bytes()[:20_000])  # truncated, as by a full disk or a bad copy
+    with pytest.raises(HscError, match=r"last.pt: not a readable hsc checkpoint, truncated or corrupt .*; "
+                                       r"delete it or pass --restart to start afresh$"):
+        run(params, tiny_prepared, tmp_path)
+    restarted = Trainer(params, tiny_prepared, tmp_path / "ckpt", tmp_path / "metrics", restart=True).run()
+    assert load_checkpoint(restarted.last_path)["epoch"] == 1

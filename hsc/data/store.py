@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn, Protocol
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Protocol
 
 import h5py
 import numpy as np
@@ -43,17 +43,72 @@ def write_split(path: Path, source: FeatureSource, n_images: int, captions: Enco
     missing = set(ATTRIBUTES) - {"format_version"} - set(attrs)
     if missing:
         raise ValueError(f"write_split needs attributes {sorted(missing)}")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs.update({**attrs, "format_version": FORMAT_VERSION})
-        h5.create_dataset("tokens", data=captions.tokens.astype(np.int32, copy=False))
-        h5.create_dataset("offsets", data=captions.offsets.astype(np.int64, copy=False))
-        h5.create_dataset("caption_image", data=caption_image.astype(np.int64, copy=False))
-        features = h5.create_dataset("features", shape=(n_images, source.regions, source.feat_dim),
-                                     dtype=feature_dtype, chunks=(1, source.regions, source.feat_dim))
-        _copy_features(source, features, label=str(attrs["split"]))
+    dtype = np.dtype(feature_dtype)
+    needed = (n_images * source.regions * source.feat_dim * dtype.itemsize + captions.tokens.size * 4
+              + captions.offsets.size * 8 + caption_image.size * 8)
+    with atomic_path(path, needed_bytes=needed) as tmp, _GuardedFile(tmp) as handle:
+        with h5py.File(handle, "w") as h5:
+            h5.attrs.update({**attrs, "format_version": FORMAT_VERSION})
+            h5.create_dataset("tokens", data=captions.tokens.astype(np.int32, copy=False))
+            h5.create_dataset("offsets", data=captions.offsets.astype(np.int64, copy=False))
+            h5.create_dataset("caption_image", data=caption_image.astype(np.int64, copy=False))
+            features = h5.create_dataset("features", shape=(n_images, source.regions, source.feat_dim),
+                                         dtype=dtype, chunks=(1, source.regions, source.feat_dim))
+            _copy_features(source, features, label=str(attrs["split"]), check=handle.raise_failure)
+        handle.raise_failure()
 
 
-def _copy_features(source: FeatureSource, target: h5py.Dataset, label: str) -> None:
+class _GuardedFile:
+    """The file h5py writes through; a failed write (a full disk) never reaches HDF5.
+
+    After a failed write HDF5 keeps dirty data it cannot flush, and h5py crashes the process
+    (segfault) when closing such a file. So the first error is kept, later writes are dropped,
+    and :meth:`raise_failure` raises it once HDF5 can stop or has closed the file cleanly.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "w+b", buffering=0)
+        self._error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while self._error is None and view:
+            try:
+                view = view[self._file.write(view):]
+            except OSError as exc:
+                self._error = exc
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self._error is None:
+            self._file.truncate(size)
+        return self._file.tell() if size is None else size
+
+    def flush(self) -> None:
+        """Nothing is buffered here: every write went straight to the file."""
+
+    def raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> "_GuardedFile":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+
+def _copy_features(source: FeatureSource, target: h5py.Dataset, label: str, check: Callable[[], None]) -> None:
+    """Copy the features a block at a time, calling ``check`` after each (it raises a failed write)."""
     n_images = target.shape[0]
     block = max(1, BLOCK_BYTES // (source.regions * source.feat_dim * target.dtype.itemsize))
     with bar(unit="img") as progress:
@@ -66,6 +121,7 @@ def _copy_features(source: FeatureSource, target: h5py.Dataset, label: str) -> N
             if bad is not None:
                 _fail_overflow(source.features_path, start + bad, target.dtype)
             target[start:stop] = rows
+            check()
             progress.advance(task, stop - start)
 
 

@@ -64,19 +64,19 @@ def _unpickle(path: Path) -> Any:
             with torch.serialization.safe_globals([argparse.Namespace]):
                 return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
     except pickle.UnpicklingError as exc:
-        raise HscError(f"{path}: refused to load: {_refusal_reason(str(exc))}; "
+        raise HscError(f"{path}: refused to load: {refusal_reason(str(exc))}; "
                        "only tensors, state dicts and training options are read from released checkpoints"
                        ) from None
     except Exception as exc:  # any failure to parse untrusted bytes means the file is not a checkpoint
         raise HscError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
 
 
-def _refusal_reason(message: str) -> str:
+def refusal_reason(message: str) -> str:
     """One line from torch's multi-line weights-only error: the object that was refused."""
     found = re.search(r"GLOBAL (\S+)", message)
     if found:
         return f"it holds {found.group(1)}, which is not allowed"
-    detail = re.search(r"WeightsUnpickler error: (.+)", message)
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", message)
     return (detail.group(1) if detail else message.strip().splitlines()[-1]).strip()
 
 

@@ -50,8 +50,10 @@ def learning_rate(base_lr: float, lr_update: int, epoch: int) -> float:
 class Trainer:
     """Trains one model on ``<data>/train.h5``, validating on ``<data>/dev.h5``."""
 
-    def __init__(self, params: Params, data_dir: Path, out_dir: Path, metrics_dir: Path) -> None:
+    def __init__(self, params: Params, data_dir: Path, out_dir: Path, metrics_dir: Path,
+                 restart: bool = False) -> None:
         self.params = params
+        self.restart = restart  # ignore last.pt (e.g. a damaged one) and start afresh
         self.cfg = params.train
         self.device = resolve_device(self.cfg.device, "train.device")
         self.use_amp = self.cfg.amp and self.device.type == "cuda"
@@ -100,7 +102,7 @@ class Trainer:
 
     def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]]]:
         """(start epoch, step, best rsum, best epoch, history) from ``last.pt`` or a fresh start."""
-        state = resumable_state(self.last_path, self.fingerprint)
+        state = resumable_state(self.last_path, self.fingerprint, self.restart)
         if state is None:
             return 0, 0, -math.inf, 0, []
         self.model.load_state_dict(state["state_dict"])

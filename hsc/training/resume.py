@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import hsc
-from hsc.checkpoint import load_checkpoint
+from hsc.checkpoint import DamagedCheckpoint, OutdatedCheckpoint, load_checkpoint
+from hsc.errors import HscError
 from hsc.params import Params
 
 # Fields of TrainParams that do not change the trained weights.
@@ -45,15 +46,25 @@ def run_fingerprint(params: Params, data_identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def resumable_state(last: Path, fingerprint: str) -> dict | None:
+def resumable_state(last: Path, fingerprint: str, restart: bool = False) -> dict | None:
     """The checkpoint dict at ``last`` if it belongs to this run, else None.
 
-    A checkpoint from other params is never resumed silently: it is named in a warning and
-    the run starts afresh (it is overwritten at the end of the first epoch).
+    A checkpoint from other params (or an older hsc) is never resumed silently: it is named
+    in a warning and the run starts afresh (it is overwritten at the end of the first epoch).
+    A damaged one stops the run unless ``restart`` (``hsc train --restart``) says to start afresh.
     """
     if not last.exists():
         return None
-    state = load_checkpoint(last)
+    if restart:
+        print(f"warning: {last} is ignored (--restart); starting afresh")
+        return None
+    try:
+        state = load_checkpoint(last)
+    except OutdatedCheckpoint as exc:
+        print(f"warning: {exc}; starting afresh")
+        return None
+    except DamagedCheckpoint as exc:
+        raise HscError(f"{exc.path}: {exc.problem}; delete it or pass --restart to start afresh") from None
     if state.get("params_sha256") != fingerprint:
         print(f"warning: {last} was trained with other params, data or code; starting afresh")
         return None
