@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from hsc.training.distributed import LOCAL, Gather
+
 if TYPE_CHECKING:
     from hsc.data.batches import PairBatch
 
@@ -48,10 +50,16 @@ def hardest_negatives(max_violation: bool, warmup_epochs: int, epoch: int) -> bo
 
 
 class RankingObjective:
-    """The hinge loss on a model's (B, B) batch scores: the whole objective of a family with no other terms."""
+    """The hinge loss on a model's (B, B) batch scores: the whole objective of a family with no other terms.
+
+    ``gather`` concatenates the ranks' shares of the global batch (identity in one process): this
+    rank's images are scored against every caption and the score rows gathered, so every rank
+    takes the hardest negatives over the global batch (:mod:`hsc.training.distributed`).
+    """
 
     def __init__(self, ranking: ContrastiveLoss) -> None:
         self.ranking = ranking
 
-    def __call__(self, model: nn.Module, batch: "PairBatch") -> torch.Tensor:
-        return self.ranking(model(batch.images, batch.tokens, batch.lengths).float())  # margins in float32
+    def __call__(self, model: nn.Module, batch: "PairBatch", gather: Gather = LOCAL) -> torch.Tensor:
+        scores = gather(model(batch.images, batch.tokens, batch.lengths, gather))  # rows of every rank
+        return self.ranking(scores.float())  # margins in float32

@@ -80,6 +80,9 @@ class TrainParams(Section):
     val_every_steps: int = Field(0, ge=0)  # 0: validate at the end of each epoch only
     workers: int = Field(0, ge=0)
     init: Optional[str] = None  # hsc checkpoint to fine-tune from (e.g. made by `hsc import`)
+    nproc_per_node: int = Field(1, ge=1)  # > 1 (or nnodes > 1): `hsc train` runs itself under torchrun
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: Optional[str] = None  # host:port of the multi-node rendezvous (else $HSC_RDZV_ENDPOINT)
 
 
 class EvaluateParams(Section):

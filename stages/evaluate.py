@@ -26,16 +26,19 @@ def evaluate(
 
     Flickr30K: f30k_1k on test. COCO: coco_5k on testall and coco_1k as the mean of its 5
     folds (coco_1k on test when testall is absent). Synthetic: synthetic_full and, when the
-    image count divides by 5, synthetic_5fold.
+    image count divides by 5, synthetic_5fold. Under torchrun the ranks share the scoring and
+    rank 0 writes the outputs.
     """
     from hsc.data.store import SplitReader
-    from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
+    from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice
+    from hsc.distributed import start, stop
     from hsc.evaluation.ensemble import ensemble_scores
     from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows, splits_to_score
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc.params import load_params
 
     settings = load_params(params).evaluate
+    world, device = start(settings.device, "evaluate.device")
     test = SplitReader(data / "test.h5")
     dataset = str(test.attrs["dataset"])
     readers = {split: test if split == "test" else SplitReader(data / f"{split}.h5")
@@ -43,10 +46,15 @@ def evaluate(
     split_images = {split: len(scored_image_rows(r.n_images, r.caption_image, str(r.path))) for split, r in readers.items()}
     protocols = protocols_for(dataset, split_images)
 
-    with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
-        sims_by_split = ensemble_scores(checkpoint, readers, device=resolve_device(settings.device, "evaluate.device"),
-                                        batch_size=settings.encode_batch, img_block=settings.img_block,
-                                        cap_block=settings.cap_block)
+    try:
+        with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
+            sims_by_split = ensemble_scores(checkpoint, readers, device=device,
+                                            batch_size=settings.encode_batch, img_block=settings.img_block,
+                                            cap_block=settings.cap_block)
+    finally:
+        stop()  # every rank holds the gathered scores
+    if not world.main:
+        return
     results = run_protocols(protocols, sims_by_split)
     write_eval_json(out, results)
     write_recall_tsvs(plots, results)

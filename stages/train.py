@@ -24,18 +24,30 @@ def train(
     Resumes from OUT/last.pt when it was made with the same params and data; a checkpoint
     from other params is named in a warning and replaced. A damaged last.pt stops the run
     unless --restart says to start afresh. Uses CUDA with AMP when present.
+    With train.nproc_per_node x train.nnodes > 1 it runs itself under torchrun (README).
     """
+    import sys
+
     from hsc import interrupt
+    from hsc.distributed import relaunch, stop, under_torchrun
     from hsc.params import load_params
     from hsc.training.loop import Trainer
 
     settings = load_params(params)
+    cfg = settings.train
+    if cfg.nproc_per_node * cfg.nnodes > 1 and not under_torchrun():
+        args = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]  # `hsc train` or stages/train.py
+        raise typer.Exit(relaunch(args, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint))
     if init is not None:
         settings.train.init = str(init)
-    trainer = Trainer(settings, data, out, metrics, restart=restart)
-    interrupt.keep(f"{trainer.last_path} keeps the last finished epoch, if any, for the next run to resume from")
-    result = trainer.run()
-    print(f"best dev rsum {result.best_rsum:.2f} at epoch {result.best_epoch}: {result.best_path}")
+    try:
+        trainer = Trainer(settings, data, out, metrics, restart=restart)
+        interrupt.keep(f"{trainer.last_path} keeps the last finished epoch, if any, for the next run to resume from")
+        result = trainer.run()
+    finally:
+        stop()
+    if trainer.world.main:
+        print(f"best dev rsum {result.best_rsum:.2f} at epoch {result.best_epoch}: {result.best_path}")
 
 
 if __name__ == "__main__":

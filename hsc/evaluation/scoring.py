@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hsc.data.batches import collate_captions
+from hsc.evaluation.distributed import gather_rows, my_block_starts
 from hsc.evaluation.protocols import scored_image_rows
 from hsc.errors import HscError
 from hsc.evaluation.ranks import rank_metrics
@@ -97,15 +98,17 @@ def score_matrix(model: Any, emb: SplitEmbeddings, *, img_block: int, cap_block:
     """All (N, C) similarities, ``img_block`` x ``cap_block`` pairs at a time, as float32.
 
     Pooled embeddings are scored by blocked matrix products instead (:func:`pooled_score_matrix`).
+    Under torchrun each rank scores its share of the image blocks (:mod:`hsc.evaluation.distributed`).
     """
     device = torch.device(device)
     if emb.granularity == "pooled":
         return pooled_score_matrix(emb.images, emb.captions, device=device)
     n_images, n_captions = len(emb.images), len(emb.captions)
-    sims = np.empty((n_images, n_captions), dtype=np.float32)
+    sims = np.zeros((n_images, n_captions), dtype=np.float32)
+    starts = my_block_starts(n_images, img_block)
     with inference(model), bar(unit="pairs") as progress:
-        task = progress.add_task("score pairs", total=n_images * n_captions)
-        for i in range(0, n_images, img_block):
+        task = progress.add_task("score pairs", total=sum(min(img_block, n_images - i) for i in starts) * n_captions)
+        for i in starts:
             images = emb.images[i:i + img_block].to(device)
             for c in range(0, n_captions, cap_block):
                 lengths = emb.lengths[c:c + cap_block]
@@ -114,7 +117,7 @@ def score_matrix(model: Any, emb: SplitEmbeddings, *, img_block: int, cap_block:
                 block = model.similarity(images, captions, lengths.to(device))
                 sims[i:i + len(images), c:c + len(captions)] = block.float().cpu().numpy()
                 progress.advance(task, block.numel())
-    return sims
+    return gather_rows(sims)
 
 
 def pooled_score_matrix(images: torch.Tensor, captions: torch.Tensor, *, device: torch.device | str,
@@ -122,16 +125,17 @@ def pooled_score_matrix(images: torch.Tensor, captions: torch.Tensor, *, device:
     """(N, E) x (C, E) -> (N, C) dot products as float32, a block of image rows against every caption at a time."""
     device = torch.device(device)
     n_images, n_captions = len(images), len(captions)
-    sims = np.empty((n_images, n_captions), dtype=np.float32)
+    sims = np.zeros((n_images, n_captions), dtype=np.float32)
     captions_t = captions.to(device).float().t().contiguous()
     rows = max(1, block_elements // max(1, n_captions))
+    starts = my_block_starts(n_images, rows)
     with bar(unit="pairs") as progress:
-        task = progress.add_task("score pairs", total=n_images * n_captions)
-        for i in range(0, n_images, rows):
+        task = progress.add_task("score pairs", total=sum(min(rows, n_images - i) for i in starts) * n_captions)
+        for i in starts:
             block = images[i:i + rows].to(device).float() @ captions_t
             sims[i:i + len(block)] = block.cpu().numpy()
             progress.advance(task, block.numel())
-    return sims
+    return gather_rows(sims)
 
 
 def evaluate_split(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,

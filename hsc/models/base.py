@@ -23,6 +23,7 @@ from torch import nn
 
 from hsc.loss import ContrastiveLoss, RankingObjective
 from hsc.models.config import ModelSpec
+from hsc.training.distributed import LOCAL, Gather
 
 
 class RetrievalModel(nn.Module, abc.ABC):
@@ -48,16 +49,24 @@ class RetrievalModel(nn.Module, abc.ABC):
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encoded images x encoded captions -> (Bi, Bc) scores."""
 
-    def forward(self, feats: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, B) scores of a batch of pairs: rows images, columns captions, positives on the diagonal."""
-        return self.similarity(self.encode_images(feats), self.encode_captions(tokens, lengths), lengths)
+    def forward(self, feats: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+                gather: Gather = LOCAL) -> torch.Tensor:
+        """(B, B) scores of a batch of pairs: rows images, columns captions, positives on the diagonal.
+
+        Under torchrun, this rank's images x every rank's captions (``gather`` joins the shares).
+        """
+        return self.similarity(self.encode_images(feats), gather(self.encode_captions(tokens, lengths)), gather(lengths))
 
     def caption_batch(self, requested: int) -> int:
         """Captions encoded at once when scoring; a family whose encodings depend on the batch fixes it."""
         return requested
 
     def objective(self, ranking: ContrastiveLoss, reader: Any, vocab_path: Path) -> Any:
-        """The training loss ``objective(model, batch) -> scalar`` for ``reader``'s split (vocabulary at ``vocab_path``)."""
+        """The training loss ``objective(model, batch, gather) -> scalar`` for ``reader``'s split (vocabulary at ``vocab_path``).
+
+        ``gather`` (default: identity) joins the ranks' shares of a global batch along dim 0; the
+        objective must return the *global* batch's loss on every rank (:mod:`hsc.training.distributed`).
+        """
         return RankingObjective(ranking)
 
 

@@ -24,6 +24,7 @@ from hsc.models.image import ImageEncoder
 from hsc.models.layers import l2norm, xavier_linear_
 from hsc.models.local_labels import LocalLabels
 from hsc.models.text import TextEncoder, word_mask
+from hsc.training.distributed import LOCAL, Gather
 
 
 class HierarchicalJointEmbedding(PooledModel):
@@ -87,12 +88,13 @@ class HjeObjective:
         self.labels = labels
         self.weight = weight
 
-    def __call__(self, model: HierarchicalJointEmbedding, batch: Any) -> torch.Tensor:
+    def __call__(self, model: HierarchicalJointEmbedding, batch: Any, gather: Gather = LOCAL) -> torch.Tensor:
+        """The global batch's loss; ``gather`` joins the ranks' shares (see :class:`RankingObjective`)."""
         img_local, img_global = model.image_spaces(batch.images)
         cap_local, cap_global = model.caption_spaces(batch.tokens, batch.lengths)
-        loss = self.ranking((img_global @ cap_global.t()).float())
+        loss = self.ranking(gather((img_global @ gather(cap_global).t()).float()))
         if self.labels is not None:
-            target = self.labels(batch.image_ids, batch.tokens)
-            local = (img_local @ cap_local.t()).float()
+            target = self.labels(gather(batch.image_ids), gather(batch.tokens))
+            local = gather((img_local @ gather(cap_local).t()).float())
             loss = loss + self.weight * (local - target).square().mean(dim=1).sum()
         return loss

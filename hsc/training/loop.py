@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 from hsc.checkpoint import check_fits, load_checkpoint, load_model, save_checkpoint
 from hsc.data.batches import PairBatch, PairDataset, collate_pairs
 from hsc.data.store import SplitReader
-from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
+from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice
+from hsc.distributed import start
 from hsc.errors import HscError
 from hsc.evaluation.scoring import ScoresCollapsed, validate
 from hsc.hashing import sha256_file
@@ -30,6 +31,7 @@ from hsc.params import Params
 from hsc.progress import bar
 from hsc.training.collapse import FloorWatch, floor_patience
 from hsc.training.curves import Curves
+from hsc.training.distributed import Gather, batch_plan, broadcast_parameters, pad_tokens, sync_batchnorm
 from hsc.training.resume import resumable_state, run_fingerprint
 from hsc.training.step import optimisation_step
 
@@ -48,14 +50,18 @@ def learning_rate(base_lr: float, lr_update: int, epoch: int) -> float:
 
 
 class Trainer:
-    """Trains one model on ``<data>/train.h5``, validating on ``<data>/dev.h5``."""
+    """Trains one model on ``<data>/train.h5``, validating on ``<data>/dev.h5``.
+
+    Under torchrun every rank trains on its share of each global batch with single-process
+    semantics (:mod:`hsc.training.distributed`); rank 0 alone writes checkpoints and curves.
+    """
 
     def __init__(self, params: Params, data_dir: Path, out_dir: Path, metrics_dir: Path,
                  restart: bool = False) -> None:
         self.params = params
         self.restart = restart  # ignore last.pt (e.g. a damaged one) and start afresh
         self.cfg = params.train
-        self.device = resolve_device(self.cfg.device, "train.device")
+        self.world, self.device = start(self.cfg.device, "train.device")
         self.use_amp = self.cfg.amp and self.device.type == "cuda"
         self.out_dir = out_dir
         self.metrics_dir = metrics_dir
@@ -66,6 +72,8 @@ class Trainer:
             raise HscError(f"{data_dir}: train.h5 and dev.h5 were prepared with different vocabularies; re-run `hsc prepare`")
         torch.manual_seed(self.cfg.seed)
         self.model = self._build_model().to(self.device)  # before the fingerprint: it checks train.init
+        if self.world.active:
+            broadcast_parameters(sync_batchnorm(self.model))
         self.fingerprint = run_fingerprint(params, {
             "vocab_sha256": self.vocab_sha256,
             "train_sources": self.train_reader.attrs.get("source_sha256"),
@@ -120,17 +128,20 @@ class Trainer:
     def _epoch_seed(self, epoch: int) -> int:
         return self.cfg.seed * 1_000_003 + epoch
 
-    def _loader(self, epoch: int) -> DataLoader:
+    def _loader(self, epoch: int) -> tuple[DataLoader, list[Gather]]:
+        """This rank's share of each global batch of the epoch, and the gathers that join the shares."""
         generator = torch.Generator().manual_seed(self._epoch_seed(epoch))
         order = torch.randperm(self.train_reader.n_captions, generator=generator).tolist()
-        return DataLoader(PairDataset(self.train_reader), batch_size=self.cfg.batch_size, sampler=order,
-                          collate_fn=collate_pairs, num_workers=self.cfg.workers,
-                          pin_memory=self.device.type == "cuda")
+        plan = batch_plan(order, self.cfg.batch_size, self.world)
+        loader = DataLoader(PairDataset(self.train_reader), batch_sampler=[share.indices for share in plan],
+                            collate_fn=collate_pairs, num_workers=self.cfg.workers,
+                            pin_memory=self.device.type == "cuda")
+        return loader, [share.gather for share in plan]
 
-    def _step(self, batch: PairBatch) -> float:
+    def _step(self, batch: PairBatch, gather: Gather) -> float:
         with out_of_memory_advice(self.memory_advice):
             loss = optimisation_step(self.model, self.objective, self.optimizer, self.scaler, self.cfg.grad_clip,
-                                     batch.to(self.device))
+                                     pad_tokens(batch.to(self.device), gather), gather)
         return loss.item()
 
     def _watch_floor(self, watch: FloorWatch, loss: float, batch: PairBatch, epoch: int, step: int) -> None:
@@ -163,13 +174,14 @@ class Trainer:
         """Write ``best.pt`` when ``dev`` beats ``best_rsum``; return the (possibly new) best."""
         if dev["rsum"] <= best_rsum:
             return best_rsum, best_epoch
-        save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
-                        dev_metrics=dev, params_sha256=self.fingerprint)
+        if self.world.main:
+                save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
+                            dev_metrics=dev, params_sha256=self.fingerprint)
         return dev["rsum"], epoch
 
     def run(self) -> TrainResult:
         start_epoch, step, best_rsum, best_epoch, history = self._resume()
-        curves = Curves(self.metrics_dir, history)
+        curves = Curves(self.metrics_dir, history) if self.world.main else None
         epochs = self.cfg.epochs
         if start_epoch >= epochs:
             print(f"{self.last_path} is already trained to epoch {start_epoch} (train.epochs={epochs})")
@@ -183,11 +195,11 @@ class Trainer:
                     group["lr"] = lr
                 self.ranking.max_violation = hardest_negatives(self.cfg.max_violation, self.cfg.max_violation_warmup,
                                                                epoch)
-                loader = self._loader(epoch)
+                loader, gathers = self._loader(epoch)
                 task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader))
                 loss_sum = 0.0
-                for batch_index, batch in enumerate(loader):
-                    loss = self._step(batch)
+                for batch_index, (batch, gather) in enumerate(zip(loader, gathers)):
+                    loss = self._step(batch, gather)
                     step += 1
                     if not math.isfinite(loss):
                         raise HscError(f"loss became {loss} at epoch {epoch + 1}, step {step}; "
@@ -206,6 +218,8 @@ class Trainer:
                 record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
                           **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
                 history.append(record)
+                if not self.world.main:
+                    continue
                 save_checkpoint(self.last_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch + 1,
                                 step=step, best_rsum=best_rsum, best_epoch=best_epoch, history=history,
                                 optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
@@ -213,7 +227,8 @@ class Trainer:
                 curves.log(record)
                 print(f"epoch {epoch + 1}: loss {record['train/loss']:.4f}  dev rsum {dev['rsum']:.2f}  "
                       f"(best {best_rsum:.2f} at epoch {best_epoch})")
-        curves.close()
-        if not self.best_path.exists():
+        if curves is not None:
+            curves.close()
+        if self.world.main and not self.best_path.exists():
             raise HscError(f"{self.out_dir}: no best.pt was written; delete the directory and train again")
         return TrainResult(best_rsum, best_epoch, self.best_path, self.last_path)

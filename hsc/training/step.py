@@ -8,19 +8,24 @@ import torch
 from torch import nn
 
 from hsc.data.batches import PairBatch
+from hsc.training.distributed import LOCAL, Gather, average_gradients, synced
 
 
 def optimisation_step(model: nn.Module, objective: Any, optimizer: torch.optim.Optimizer,
-                      scaler: torch.amp.GradScaler, grad_clip: float, batch: PairBatch) -> torch.Tensor:
-    """Forward (fp16 autocast when ``scaler`` is enabled), the model's objective, backward, clipping, update.
+                      scaler: torch.amp.GradScaler, grad_clip: float, batch: PairBatch,
+                      gather: Gather = LOCAL) -> torch.Tensor:
+    """Forward (fp16 autocast when ``scaler`` is enabled), the objective, backward, gradient averaging, clipping, update.
 
-    ``batch`` is on the model's device. Returns the loss, detached and still on the device
-    (reading it would synchronise a GPU).
+    ``batch`` is this rank's share of the global batch, on the model's device; ``gather`` joins the
+    shares (identity in one process). Returns the global batch's loss, detached and still on the
+    device (reading it would synchronise a GPU).
     """
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        loss = objective(model, batch)
+    with torch.autocast(device_type=batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()), \
+            synced(gather):
+        loss = objective(model, batch, gather)
     scaler.scale(loss).backward()
+    average_gradients(model)  # before unscaling: a rank's inf reaches every rank, which all skip the step
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
