@@ -3,8 +3,8 @@
 This module is the single source of model defaults. A *family* is a model class with its
 config (``cross_attention``: token-level encoders scored pair by pair by a head; ``hje``:
 pooled vectors scored by a dot product; ``hgan``: token-level, three similarity levels). A
-*variant* (``hsc``, ``saf``, ``sgr``, ``hje``, ``hgan``) is
-data: a family plus the fields it sets differently from that family's defaults.
+*variant* (``hsc``, ``saf``, ``sgr``, ``hje``, ``hgan``) is data: a family plus the fields it
+sets differently from that family's defaults.
 
 ``params.yaml``'s ``model`` section is an overlay on a variant: ``name`` picks the variant and
 every other key, when not null, replaces one field. Sections that the chosen family does not
