@@ -2,8 +2,9 @@
 
 This module is the single source of model defaults. A *family* is a model class with its
 config (``cross_attention``: token-level encoders scored pair by pair by a head; ``hje``:
-pooled vectors scored by a dot product). A *variant* (``hsc``, ``saf``, ``sgr``, ``hje``) is
-data: a family plus the fields it sets differently from that family's defaults.
+pooled vectors scored by a dot product; ``hgan``: token-level, three similarity levels). A
+*variant* (``hsc``, ``saf``, ``sgr``, ``hje``, ``hgan``) is data: a family plus the fields it
+sets differently from that family's defaults.
 
 ``params.yaml``'s ``model`` section is an overlay on a variant: ``name`` picks the variant and
 every other key, when not null, replaces one field. Sections that the chosen family does not
@@ -62,6 +63,21 @@ class JointConfig(Section):
     head_dropout: float = Field(0.1, ge=0, lt=1)  # in the attention-pooling branches
 
 
+class HganLevels(Section):
+    """HGAN's multi-granularity aggregation and three-level similarity (docs/models.md, "hgan")."""
+
+    groups: int = Field(8, ge=1)  # G soft region groups (the image's intermediate level)
+    phrase_width: int = Field(3, ge=1)  # words per phrase (the caption's intermediate level); odd
+    local_level: bool = True  # words x regions
+    intermediate_level: bool = True  # phrases x region groups
+    global_level: bool = True  # sentence x image
+    local_weight: float = Field(1.0, gt=0)  # the score is the weighted mean of the levels that are on
+    intermediate_weight: float = Field(1.0, gt=0)
+    global_weight: float = Field(1.0, gt=0)
+    attn_lambda: float = Field(9.0, gt=0)  # softmax temperature of the word-to-region and phrase-to-group attention
+    dropout: float = Field(0.1, ge=0, lt=1)  # in the global attention-pooling branches
+
+
 class FamilyConfig(Section):
     """Fields every family has; a family config adds its sections."""
 
@@ -90,6 +106,16 @@ class HjeConfig(FamilyConfig):
     joint: JointConfig = JointConfig()
 
 
+class HganConfig(FamilyConfig):
+    """Token-level feature graphs, aggregated at three granularities and scored by three similarities (HGAN)."""
+
+    family: ClassVar[str] = "hgan"
+    granularity: ClassVar[Literal["token", "pooled"]] = "token"
+    image: ImageConfig = ImageConfig()
+    text: TextConfig = TextConfig()
+    hgan: HganLevels = HganLevels()
+
+
 @dataclass(frozen=True)
 class Variant:
     """A registered model name: a family config and the fields it sets (nested by section)."""
@@ -109,6 +135,8 @@ VARIANTS: dict[str, Variant] = {
                    {"image": {"graph_blocks": 0}, "text": {"attn_layers": 0}, "head": {"kind": "sgr"}}),
     "hje": Variant(HjeConfig, "hsc.models.hje:HierarchicalJointEmbedding",
                    "hierarchical joint embedding (Sun et al.): local + global spaces, dot product"),
+    "hgan": Variant(HganConfig, "hsc.models.hgan:HierarchicalGraphAlignment",
+                    "HGAN (Guo et al.): feature graphs, three granularities, three-level similarity"),
 }
 
 
@@ -176,6 +204,13 @@ def _check(config: FamilyConfig, source: str, prefix: str) -> None:
     if image is not None and image.graph_blocks and config.embed_size % image.graph_heads:
         raise HscError(f"{source}: key '{prefix}image.graph_heads': {image.graph_heads} does not divide embed_size "
                        f"{config.embed_size}; each affinity head gets embed_size / graph_heads channels")
+    levels = getattr(config, "hgan", None)
+    if levels is not None and not (levels.local_level or levels.intermediate_level or levels.global_level):
+        raise HscError(f"{source}: keys '{prefix}hgan.local_level', 'intermediate_level', 'global_level' are all "
+                       f"false; set at least one to true (the score needs one similarity level)")
+    if levels is not None and levels.phrase_width % 2 == 0:
+        raise HscError(f"{source}: key '{prefix}hgan.phrase_width': {levels.phrase_width} is even; use an odd width "
+                       f"so each phrase is centred on its word")
 
 
 def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
