@@ -43,6 +43,16 @@ def test_prints_the_eleven_metrics(sims_file: tuple[Path, np.ndarray]) -> None:
     assert printed == {key: pytest.approx(expected[key], abs=0.005) for key in METRIC_KEYS}
 
 
+def test_constant_matrix_is_ranked_pessimistically(tmp_path: Path) -> None:
+    path = tmp_path / "collapsed.npy"
+    np.save(path, np.full((10, 50), 0.5, np.float32))
+    result = run_metrics(str(path))
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    # Every ground truth ranks below all its tied wrong candidates; only t2i R@10 (all 10 images) is 100.
+    assert printed["rsum"] == 100.0 and printed["i2t_r10"] == 0.0 and printed["t2i_r5"] == 0.0
+
+
 def test_folds_print_the_fold_mean(sims_file: tuple[Path, np.ndarray]) -> None:
     path, sims = sims_file
     result = run_metrics(str(path), "--folds", "5")

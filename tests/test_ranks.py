@@ -10,18 +10,18 @@ from hsc.evaluation import ranks as R
 
 
 def reference_ranks(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SCAN's loops with argsort; ties broken in favour of the ground truth, like ranks.py."""
+    """SCAN's loops with argsort; ties broken against the ground truth (pessimistic), like ranks.py."""
     n_images, n_captions = sims.shape
     i2t = np.zeros(n_images, dtype=np.int64)
     for i in range(n_images):
         truth = np.zeros(n_captions, dtype=bool)
         truth[5 * i:5 * i + 5] = True
-        order = np.lexsort((~truth, -sims[i]))  # by score descending, then ground truth first
+        order = np.lexsort((truth, -sims[i]))  # by score descending, then ground truth last
         i2t[i] = min(int(np.where(order == c)[0][0]) for c in range(5 * i, 5 * i + 5))
     t2i = np.zeros(n_captions, dtype=np.int64)
     for j in range(n_captions):
         truth = np.arange(n_images) == j // 5
-        order = np.lexsort((~truth, -sims[:, j]))
+        order = np.lexsort((truth, -sims[:, j]))
         t2i[j] = int(np.where(order == j // 5)[0][0])
     return i2t, t2i
 
@@ -57,6 +57,48 @@ def test_ranks_match_argsort_reference(n: int, ties: bool) -> None:
     np.testing.assert_array_equal(got.i2t, i2t)
     np.testing.assert_array_equal(got.t2i, t2i)
     assert R.rank_metrics(sims) == pytest.approx(reference_metrics(sims))
+
+
+def brute_force_ranks(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rule itself, pair by pair: count the wrong candidates scoring >= the ground truth."""
+    n_images, n_captions = sims.shape
+    i2t = [min(sum(sims[i, w] >= sims[i, c] for w in range(n_captions) if w // 5 != i)
+               for c in range(5 * i, 5 * i + 5)) for i in range(n_images)]
+    t2i = [sum(sims[w, j] >= sims[j // 5, j] for w in range(n_images) if w != j // 5) for j in range(n_captions)]
+    return np.array(i2t), np.array(t2i)
+
+
+def test_partial_ties_match_the_brute_force_rule() -> None:
+    sims = random_sims(9, seed=5, ties=True)
+    assert len(np.unique(sims)) < 20  # many ties, including with ground truths
+    i2t, t2i = brute_force_ranks(sims)
+    got = R.query_ranks(sims)
+    np.testing.assert_array_equal(got.i2t, i2t)
+    np.testing.assert_array_equal(got.t2i, t2i)
+
+
+def test_tied_wrong_candidates_rank_above_but_tied_own_captions_do_not() -> None:
+    sims = np.array([
+        # image 0: own captions tie at 0.5 with each other and with wrong caption 5
+        [0.5, 0.5, 0.5, 0.1, 0.1, 0.5, 0.3, 0.2, 0.2, 0.2],
+        [0.3, 0.0, 0.0, 0.0, 0.0, 0.3, 0.3, 0.3, 0.9, 0.3],
+    ], dtype=np.float32)
+    got = R.query_ranks(sims)
+    assert got.i2t.tolist() == [1, 0]
+    # Caption 5: image 0 scores 0.5 > 0.3; caption 6: image 0 ties its own image at 0.3.
+    assert got.t2i.tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("n, expected", [
+    # 10 images: every ground truth ranks last, 45 wrong captions above an image's best and 9 wrong
+    # images above a caption's; R@10 of t2i is 100 only because 10 images all fit in the top 10.
+    (10, {"i2t_r1": 0.0, "i2t_r5": 0.0, "i2t_r10": 0.0, "i2t_medr": 46.0, "i2t_meanr": 46.0,
+          "t2i_r1": 0.0, "t2i_r5": 0.0, "t2i_r10": 100.0, "t2i_medr": 10.0, "t2i_meanr": 10.0, "rsum": 100.0}),
+    (20, {"i2t_r1": 0.0, "i2t_r5": 0.0, "i2t_r10": 0.0, "i2t_medr": 96.0, "i2t_meanr": 96.0,
+          "t2i_r1": 0.0, "t2i_r5": 0.0, "t2i_r10": 0.0, "t2i_medr": 20.0, "t2i_meanr": 20.0, "rsum": 0.0}),
+])
+def test_constant_matrix_gets_the_worst_ranks(n: int, expected: dict[str, float]) -> None:
+    assert R.rank_metrics(np.full((n, 5 * n), 0.25, dtype=np.float32)) == expected
 
 
 def test_blocks_do_not_change_ranks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,12 @@
 """Rank metrics of an image x caption similarity matrix (SCAN's protocol, vectorised).
 
-Caption j belongs to image j // 5. Ranks count from 0: the rank of a ground truth is the
-number of candidates that score STRICTLY higher than it, so ties are broken in favour of
-the ground truth (a tied wrong candidate never pushes it down). Rows are processed in
-blocks so memory stays bounded by one block, not by the (N, 5N) comparison.
+Caption j belongs to image j // 5. Ranks count from 0 and are PESSIMISTIC under ties: the
+rank of a ground truth is the number of wrong candidates that score higher than OR EQUAL to
+it, so a tied wrong candidate always ranks above it and a constant matrix gets the worst
+ranks, never a perfect score. An image query's rank is the best over its 5 captions: the
+wrong captions scoring >= its best-scoring own caption (its other own captions, tied or
+not, never push it down). Without ties this is the usual strict count. Rows are processed
+in blocks so memory stays bounded by one block, not by the (N, 5N) comparison.
 """
 
 from __future__ import annotations
@@ -65,10 +68,13 @@ def query_ranks(sims: np.ndarray, source: str = "similarity matrix") -> QueryRan
     rows = max(1, BLOCK_ELEMENTS // n_captions)
     for start in range(0, n_images, rows):
         block = sims[start:start + rows]
-        # Best of the 5 ground truths = fewest strictly-higher scores = compare with their max.
+        # Best of the 5 ground truths = fewest wrong scores >= it = compare with their max;
+        # the count over the whole row includes the own captions >= that max, taken back out.
         own = block.reshape(len(block), n_images, CAPTIONS_PER_IMAGE)[np.arange(len(block)), np.arange(start, start + len(block))]
-        i2t[start:start + len(block)] = (block > own.max(axis=1, keepdims=True)).sum(axis=1)
-        t2i += (block > t2i_truth).sum(axis=0)
+        best_own = own.max(axis=1, keepdims=True)
+        i2t[start:start + len(block)] = (block >= best_own).sum(axis=1) - (own >= best_own).sum(axis=1)
+        t2i += (block >= t2i_truth).sum(axis=0)
+    t2i -= 1  # each caption's own image scored >= itself
     return QueryRanks(i2t=i2t, t2i=t2i)
 
 
