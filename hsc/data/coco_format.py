@@ -67,6 +67,8 @@ def read_captions(paths: list[Path]) -> dict[int, list[tuple[int, str]]]:
             raise HscError(f"{path}: not a COCO caption JSON file ({exc})") from None
         except (KeyError, TypeError, AssertionError) as exc:
             raise HscError(f"{path}: not a COCO caption file (needs 'images' and 'annotations'; {exc!r})") from None
+        if not isinstance(coco.dataset.get("annotations"), list):
+            raise HscError(f"{path}: not a COCO caption file (no 'annotations' list)")
         for ann_id, ann in coco.anns.items():
             text = ann.get("caption")
             if not isinstance(text, str) or not text.strip():
