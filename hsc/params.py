@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hsc.errors import HscError, validation_error
 from hsc.models.config import ModelOverlay, resolve_config
 
-DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp"]
+DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp", "coco_format"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
@@ -29,6 +29,14 @@ class DownloadParams(Section):
     mirror: Optional[str] = None  # http(s)://, file:// URL, local zip or SCAN-layout directory
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(5, ge=0)
+
+
+class CocoFormatParams(Section):
+    """Your own data (dataset ``coco_format``): COCO caption files, a split file, region features."""
+
+    captions: list[str] = []  # COCO-format caption JSON files ({"images", "annotations"}), read with pycocotools
+    split_file: Optional[str] = None  # Karpathy's dataset_*.json, or {"train": [ids], "dev": [...], "test": [...]}
+    features: Optional[str] = None  # a directory of <image_id>.npy (R, D), or one .h5 / .npz keyed by image id
 
 
 class SyntheticParams(Section):
@@ -97,6 +105,7 @@ class Params(Section):
     dataset: DatasetName = "synthetic"
     download: DownloadParams = DownloadParams()
     synthetic: SyntheticParams = SyntheticParams()
+    coco_format: CocoFormatParams = CocoFormatParams()
     prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()

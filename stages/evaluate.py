@@ -26,14 +26,17 @@ def evaluate(
 
     Flickr30K: f30k_1k on test. COCO: coco_5k on testall and coco_1k as the mean of its 5
     folds (coco_1k on test when testall is absent). Synthetic: synthetic_full and, when the
-    image count divides by 5, synthetic_5fold. Under torchrun the ranks share the scoring and
-    rank 0 writes the outputs.
+    image count divides by 5, synthetic_5fold. Your own data (coco_format): coco_format_test
+    and, for 5,000 test images, coco_format_1k (5 folds); a COCO 5K test split with COCO ids
+    also gets eccv_caption and cxc (with the eccv extra installed). Under torchrun the ranks
+    share the scoring and rank 0 writes the outputs.
     """
     from hsc.data.store import SplitReader
     from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice
     from hsc.distributed import start, stop
     from hsc.evaluation.ensemble import ensemble_scores
-    from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows, splits_to_score
+    from hsc.evaluation.protocols import (protocols_for, run_protocols, scored_image_rows, scored_relevance,
+                                          splits_to_score)
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc.params import load_params
 
@@ -43,8 +46,9 @@ def evaluate(
     dataset = str(test.attrs["dataset"])
     readers = {split: test if split == "test" else SplitReader(data / f"{split}.h5")
                for split in splits_to_score(dataset, data)}
-    split_images = {split: len(scored_image_rows(r.n_images, r.caption_image, str(r.path))) for split, r in readers.items()}
-    protocols = protocols_for(dataset, split_images)
+    rows = {split: scored_image_rows(r.n_images, r.caption_image, str(r.path)) for split, r in readers.items()}
+    relevance = {split: scored_relevance(r.n_images, r.caption_image) for split, r in readers.items()}
+    protocols = protocols_for(dataset, {split: len(r) for split, r in rows.items()})
 
     try:
         with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
@@ -55,14 +59,33 @@ def evaluate(
         stop()  # every rank holds the gathered scores
     if not world.main:
         return
-    results = run_protocols(protocols, sims_by_split)
-    write_eval_json(out, results)
+    results = run_protocols(protocols, sims_by_split, relevance)
+    extra = {}
+    for split, reader in readers.items():
+        extra.update(_extended(reader, sims_by_split[split], reader.image_ids[rows[split]]))
+    write_eval_json(out, results, extra)
     write_recall_tsvs(plots, results)
     if settings.save_sims if save_sims is None else save_sims:
         target = sims_dir or Path("data/sims") / dataset
         for split, sims in sims_by_split.items():
-            save_split_scores(target, split, sims)
+            save_split_scores(target, split, sims, relevance[split], readers[split].image_ids[rows[split]],
+                              readers[split].caption_ids)
     print_table(results)
+    for name, values in extra.items():
+        typer.echo(f"{name}: " + ", ".join(f"{key} {value:.2f}" for key, value in values.items()))
+
+
+def _extended(reader, sims, image_ids) -> dict:
+    """ECCV Caption and CxC metrics of a COCO 5K split carrying COCO ids, else nothing."""
+    from hsc.evaluation.extended import ABSENT_NOTE, eccv_metrics_class, extended_metrics
+
+    if not str(reader.attrs.get("id_source", "")).startswith("coco ids") or len(image_ids) != 5000:
+        return {}
+    metrics_class = eccv_metrics_class()
+    if metrics_class is None:
+        typer.echo(ABSENT_NOTE)
+        return {}
+    return extended_metrics(metrics_class(), sims, image_ids, reader.caption_ids) or {}
 
 
 if __name__ == "__main__":

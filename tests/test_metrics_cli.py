@@ -94,3 +94,20 @@ def test_command_line_prints_error_and_exits_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {bad}: shape (2, 3)")
+
+
+@pytest.mark.parametrize("as_npz", [False, True])
+def test_caption_image_mapping_file(tmp_path: Path, as_npz: bool) -> None:
+    rng = np.random.default_rng(1)
+    mapping = np.repeat(np.arange(4), [5, 6, 7, 5])
+    sims = rng.standard_normal((4, len(mapping))).astype(np.float32)
+    np.save(tmp_path / "sims.npy", sims)
+    if as_npz:
+        np.savez(tmp_path / "test_ranks.npz", caption_image=mapping)
+        target = tmp_path / "test_ranks.npz"
+    else:
+        np.save(tmp_path / "map.npy", mapping)
+        target = tmp_path / "map.npy"
+    result = run_metrics(str(tmp_path / "sims.npy"), "--caption-image", str(target))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rsum"] == round(rank_metrics(sims, caption_image=mapping)["rsum"], 2)

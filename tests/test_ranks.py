@@ -175,3 +175,48 @@ def test_bad_matrices_are_user_errors(sims: np.ndarray, message: str) -> None:
 def test_folds_must_divide_images() -> None:
     with pytest.raises(HscError, match="do not split into 5 equal folds"):
         R.fold_metrics(np.zeros((7, 35), dtype=np.float32), folds=5)
+
+
+def brute_force_mapped(sims: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pessimistic rule pair by pair, for any caption -> image mapping."""
+    n_images, n_captions = sims.shape
+    i2t = [min(sum(sims[i, w] >= sims[i, c] for w in range(n_captions) if caption_image[w] != i)
+               for c in np.flatnonzero(caption_image == i)) for i in range(n_images)]
+    t2i = [sum(sims[w, j] >= sims[caption_image[j], j] for w in range(n_images) if w != caption_image[j])
+           for j in range(n_captions)]
+    return np.array(i2t), np.array(t2i)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_five_to_seven_captions_per_image_match_the_brute_force_rule(ties: bool) -> None:
+    rng = np.random.default_rng(11)
+    counts = rng.integers(5, 8, size=10)
+    caption_image = rng.permutation(np.repeat(np.arange(10), counts))  # not in image order either
+    sims = rng.standard_normal((10, len(caption_image))).astype(np.float32)
+    sims[caption_image, np.arange(len(caption_image))] += 1.0
+    if ties:
+        sims = np.round(sims * 2) / 2
+    got = R.query_ranks(sims, caption_image=caption_image)
+    i2t, t2i = brute_force_mapped(sims, caption_image)
+    np.testing.assert_array_equal(got.i2t, i2t)
+    np.testing.assert_array_equal(got.t2i, t2i)
+
+
+def test_folds_select_each_fold_s_captions_by_the_mapping() -> None:
+    rng = np.random.default_rng(12)
+    caption_image = np.repeat(np.arange(10), rng.integers(5, 8, size=10))
+    shuffled = rng.permutation(len(caption_image))
+    sims = rng.standard_normal((10, len(caption_image))).astype(np.float32)
+    in_order = R.fold_metrics(sims, folds=5, caption_image=caption_image)
+    expected = [R.rank_metrics(sims[2 * i:2 * i + 2, (caption_image // 2) == i],
+                               caption_image=caption_image[(caption_image // 2) == i] - 2 * i) for i in range(5)]
+    assert in_order["rsum"] == pytest.approx(sum(m["rsum"] for m in expected) / 5)
+    # the same captions in another column order give the same folds
+    assert R.fold_metrics(sims[:, shuffled], folds=5, caption_image=caption_image[shuffled]) == pytest.approx(in_order)
+
+
+def test_a_mapping_that_does_not_fit_the_matrix_is_a_user_error() -> None:
+    with pytest.raises(HscError, match=r"x.npy: shape \(2, 6\) does not match \(5,\)"):
+        R.rank_metrics(np.zeros((2, 6)), "x.npy", caption_image=np.zeros(5, dtype=np.int64))
+    with pytest.raises(HscError, match="x.npy: image row 1 has no caption"):
+        R.rank_metrics(np.zeros((2, 6)), "x.npy", caption_image=np.zeros(6, dtype=np.int64))

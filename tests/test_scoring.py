@@ -119,12 +119,21 @@ def test_validate_restores_training_mode_and_is_deterministic() -> None:
     assert set(first) >= {"rsum", "i2t_r1", "t2i_meanr"}
 
 
-def test_captions_not_five_per_image_are_a_user_error() -> None:
+def test_an_image_without_captions_is_a_user_error() -> None:
     reader = MemoryReader(n_images=3)
-    reader.n_captions = 14
-    reader.caption_image = reader.caption_image[:14]
-    with pytest.raises(HscError, match="memory/test.h5: 14 captions for 3 images"):
+    reader.n_captions = 10
+    reader.caption_image = np.array([0] * 5 + [2] * 5)
+    with pytest.raises(HscError, match="memory/test.h5: image row 1 has no caption"):
         scoring.encode_split(TinyModel(), reader, batch_size=4, device="cpu")
+
+
+def test_validation_ranks_by_the_split_mapping() -> None:
+    reader = MemoryReader(n_images=3)
+    reader.n_captions = 14  # 5, 5 and 4 captions
+    reader.caption_image = reader.caption_image[:14]
+    sims, metrics = scoring.evaluate_split(TinyModel(), reader, device="cpu", batch_size=4, img_block=2, cap_block=4)
+    assert sims.shape == (3, 14)
+    assert metrics == rank_metrics(sims, caption_image=reader.caption_image)
 
 
 def faithful_model_and_reader() -> tuple[torch.nn.Module, MemoryReader]:

@@ -1,5 +1,8 @@
 """The download stage's work: fill ``<out>`` with one dataset's raw SCAN-layout files.
 
+For ``coco_format`` the user's own files are converted into that layout instead
+(:mod:`hsc.data.coco_format`).
+
 ``<out>`` receives ``{split}_ims.npy`` and ``{split}_caps.txt`` for the dataset's splits. It is
 built in a hidden sibling directory and renamed onto ``<out>`` only when complete, so a crash
 never leaves a half-filled ``<out>`` that looks complete.
@@ -26,6 +29,11 @@ def acquire(params: Params, out: Path, cache: Path, mirror: Optional[str] = None
     ``params.download.mirror`` or the registered URL, downloading into ``cache`` if needed."""
     source = source_for(params.dataset)
     with atomic_directory(out) as build_dir:
+        if source.dataset == "coco_format":
+            from hsc.data.coco_format import convert  # pycocotools is only needed for this source
+
+            convert(params.coco_format, build_dir)
+            return
         if source.url is None:
             _generate(params, source, build_dir)
             return

@@ -1,5 +1,9 @@
 """Reading and checking SCAN's precomputed files: ``{split}_ims.npy`` and ``{split}_caps.txt``.
 
+Optional beside them: ``{split}_ids.txt`` (SCAN's COCO archive: the COCO image id of each
+feature row) and, from :mod:`hsc.data.coco_format`, ``{split}_caption_image.npy`` (any number
+of captions per image), ``{split}_image_ids.npy`` and ``{split}_caption_ids.npy``.
+
 Features files are tens of GB, so they are only ever memory-mapped and read in blocks of rows;
 caption files are streamed line by line. Every problem is one :class:`HscError` line naming
 the file (and the line or image row).
@@ -49,6 +53,15 @@ def find_splits(raw: Path) -> list[str]:
 
 
 @dataclass(frozen=True)
+class SplitIds:
+    """COCO-style ids of a split's feature rows and captions, and where they came from."""
+
+    image_ids: np.ndarray  # (rows,) int64
+    caption_ids: np.ndarray  # (captions,) int64
+    source: str  # stored as the HDF5 attribute ``id_source``
+
+
+@dataclass(frozen=True)
 class RawSplit:
     """One split's raw files, checked for shape and caption count (not yet for values)."""
 
@@ -59,11 +72,21 @@ class RawSplit:
     regions: int
     feat_dim: int
     n_captions: int
-    captions_per_image: int  # 5 (caption j -> row j // 5) or 1 (one row per caption)
+    captions_per_image: int  # 5 (caption j -> row j // 5), 1 (one row per caption), 0 (caption_image.npy)
+    mapping: np.ndarray | None  # (captions,) int64 from {split}_caption_image.npy, else None
+    ids: SplitIds
 
     def caption_image(self, n_captions: int) -> np.ndarray:
         """The feature row of each of the first ``n_captions`` captions."""
+        if self.mapping is not None:
+            return self.mapping[:n_captions]
         return np.arange(n_captions, dtype=np.int64) // self.captions_per_image
+
+    def image_of_caption(self) -> np.ndarray:
+        """The image (not row: SCAN's per-caption rows repeat an image five times) of each caption."""
+        if self.captions_per_image == 1:
+            return np.arange(self.n_captions, dtype=np.int64) // CAPTIONS_PER_IMAGE
+        return self.caption_image(self.n_captions)
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` as an in-memory array, after checking they are all finite."""
@@ -93,14 +116,59 @@ def open_split(raw: Path, split: str) -> RawSplit:
     if n_rows == 0:
         raise HscError(f"{features_path}: holds no images; re-download the dataset")
     n_captions = count_lines(captions_path)
-    if n_captions == CAPTIONS_PER_IMAGE * n_rows:
+    mapping = _load_ids(raw / f"{split}_caption_image.npy", n_captions, captions_path.name)
+    if mapping is not None:
+        if mapping.min() < 0 or mapping.max() >= n_rows:
+            raise HscError(f"{raw / f'{split}_caption_image.npy'}: points outside the {n_rows} rows of "
+                           f"{features_path.name}; re-run `hsc download`")
+        per_image = 0
+    elif n_captions == CAPTIONS_PER_IMAGE * n_rows:
         per_image = CAPTIONS_PER_IMAGE
     elif n_captions == n_rows:
         per_image = 1
     else:
         raise HscError(f"{captions_path}: {n_captions} captions for {n_rows} images in {features_path.name}; "
                        f"expected {CAPTIONS_PER_IMAGE * n_rows} (5 per image) or {n_rows} (one row per caption)")
-    return RawSplit(split, features_path, captions_path, n_rows, regions, feat_dim, n_captions, per_image)
+    return RawSplit(split, features_path, captions_path, n_rows, regions, feat_dim, n_captions, per_image,
+                    mapping, _read_ids(raw, split, n_rows, n_captions))
+
+
+def _read_ids(raw: Path, split: str, n_rows: int, n_captions: int) -> SplitIds:
+    """The split's ids: from coco_format's .npy files, SCAN's ``{split}_ids.txt``, or row / caption indices."""
+    image_ids = _load_ids(raw / f"{split}_image_ids.npy", n_rows, f"{split}_ims.npy rows")
+    caption_ids = _load_ids(raw / f"{split}_caption_ids.npy", n_captions, f"{split}_caps.txt")
+    if image_ids is not None and caption_ids is not None:
+        return SplitIds(image_ids, caption_ids, "coco ids (image and caption annotation ids)")
+    indices = np.arange(n_captions, dtype=np.int64)
+    scan_ids = raw / f"{split}_ids.txt"
+    if scan_ids.is_file():
+        return SplitIds(_read_scan_ids(scan_ids, n_rows, n_captions), indices,
+                        f"image ids from {scan_ids.name}; caption ids are caption indices")
+    return SplitIds(np.arange(n_rows, dtype=np.int64), indices, "row and caption indices")
+
+
+def _read_scan_ids(path: Path, n_rows: int, n_captions: int) -> np.ndarray:
+    """SCAN's ids file: one image id per feature row, or one per caption (five alike in a row)."""
+    try:
+        ids = np.array([int(line) for line in path.read_text(encoding="utf-8").split()], dtype=np.int64)
+    except ValueError:
+        raise HscError(f"{path}: every line must hold one integer image id; re-download the dataset") from None
+    if len(ids) == n_captions == CAPTIONS_PER_IMAGE * n_rows and (ids.reshape(n_rows, -1) == ids[::5, None]).all():
+        return ids[::CAPTIONS_PER_IMAGE]
+    if len(ids) != n_rows:
+        raise HscError(f"{path}: {len(ids)} ids for {n_rows} feature rows; re-download the dataset")
+    return ids
+
+
+def _load_ids(path: Path, expected: int, what: str) -> np.ndarray | None:
+    """An optional (expected,) integer .npy file, or None when absent."""
+    if not path.is_file():
+        return None
+    array = _load_npy(path)
+    if array.shape != (expected,) or not np.issubdtype(array.dtype, np.integer):
+        raise HscError(f"{path}: expected {expected} integers (one per {what}), got {array.dtype} {array.shape}; "
+                       f"re-run `hsc download`")
+    return np.asarray(array, dtype=np.int64)
 
 
 def check_same_feature_dims(splits: Sequence[RawSplit]) -> None:

@@ -6,8 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hsc.atomic import atomic_directory
 from hsc.data import precomp
+from hsc.data.precomp import SplitIds
 from hsc.data.store import write_split
 from hsc.data.tokenizer import tokenize_all, tokenizer_name
 from hsc.data.vocab import Vocabulary
@@ -44,10 +47,11 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
         for split in splits:
             captions = vocab.encode_table(tables[split.name])
             if split.name == "dev" and settings.dev_images is not None:
-                # as SCAN's loader: the first dev_images x 5 captions (and the images they use)
-                captions = captions.head(min(captions.n_captions, settings.dev_images * precomp.CAPTIONS_PER_IMAGE))
+                # as SCAN's loader: the captions of the first dev_images images (and the rows they use)
+                captions = captions.head(int(np.searchsorted(split.image_of_caption(), settings.dev_images)))
             caption_image = split.caption_image(captions.n_captions)
-            n_images = int(caption_image[-1]) + 1
+            n_images = int(caption_image.max()) + 1
+            ids = split.ids
             write_split(staging / f"{split.name}.h5", split, n_images, captions, caption_image, {
                 "dataset": dataset,
                 "split": split.name,
@@ -59,7 +63,8 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
                                              for path in (split.features_path, split.captions_path)}, sort_keys=True),
                 "source_images": split.n_rows,
                 "captions_per_image": split.captions_per_image,
-            }, feature_dtype=settings.feature_dtype)
+            }, feature_dtype=settings.feature_dtype,
+                ids=SplitIds(ids.image_ids[:n_images], ids.caption_ids[:captions.n_captions], ids.source))
             summaries.append(SplitSummary(split.name, n_images, captions.n_captions, captions.unknown_rate))
         vocab.save(staging / "vocab.json")
     return summaries, len(vocab)

@@ -47,6 +47,8 @@ SOURCES: dict[str, Source] = {
     "f30k_precomp": Source("f30k_precomp", SCAN_DATA_URL, ("train", "dev", "test")),
     # `testall` is the 5K test set; `test` is its first 1K fold.
     "coco_precomp": Source("coco_precomp", SCAN_DATA_URL, ("train", "dev", "test", "testall")),
+    # Your own COCO-format captions, split file and features (params section coco_format).
+    "coco_format": Source("coco_format", None, ("train", "dev", "test")),
 }
 
 

@@ -1,8 +1,9 @@
 """The prepared HDF5 file of one split: written atomically in bounded memory, read lazily.
 
 Layout (docs/architecture.md): ``features`` (N, R, D) chunked per image, ``tokens`` int32
-concatenated with ``offsets`` int64 (C + 1), ``caption_image`` int64 (C), and attributes
-naming the dataset, split, tokenizer, vocabulary and raw sources.
+concatenated with ``offsets`` int64 (C + 1), ``caption_image`` int64 (C), ``image_ids`` (N)
+and ``caption_ids`` (C) int64, and attributes naming the dataset, split, tokenizer,
+vocabulary, raw sources and where the ids came from (``id_source``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import h5py
 import numpy as np
 
 from hsc.atomic import atomic_path
-from hsc.data.precomp import first_non_finite
+from hsc.data.precomp import SplitIds, first_non_finite
 from hsc.data.vocab import EncodedCaptions
 from hsc.errors import HscError
 from hsc.progress import bar
 
-FORMAT_VERSION = 1
-DATASETS = ("features", "tokens", "offsets", "caption_image")
+FORMAT_VERSION = 2  # 2: image_ids, caption_ids and id_source
+DATASETS = ("features", "tokens", "offsets", "caption_image", "image_ids", "caption_ids")
 ATTRIBUTES = ("dataset", "split", "format_version", "tokenizer", "vocab_sha256", "vocab_size",
-              "source_sha256", "captions_per_image")
+              "source_sha256", "captions_per_image", "id_source")
 BLOCK_BYTES = 16 << 20  # features copied this many bytes at a time: bounds peak memory
 
 
@@ -38,20 +39,29 @@ class FeatureSource(Protocol):
 
 
 def write_split(path: Path, source: FeatureSource, n_images: int, captions: EncodedCaptions,
-                caption_image: np.ndarray, attrs: Mapping[str, Any], feature_dtype: str = "float32") -> None:
-    """Write one split's HDF5 file (atomically), copying features in blocks of images."""
-    missing = set(ATTRIBUTES) - {"format_version"} - set(attrs)
+                caption_image: np.ndarray, attrs: Mapping[str, Any], feature_dtype: str = "float32",
+                ids: SplitIds | None = None) -> None:
+    """Write one split's HDF5 file (atomically), copying features in blocks of images.
+
+    ``ids`` default to the row and caption indices (data without COCO ids).
+    """
+    ids = ids or SplitIds(np.arange(n_images), np.arange(len(caption_image)), "row and caption indices")
+    if len(ids.image_ids) != n_images or len(ids.caption_ids) != len(caption_image):
+        raise ValueError("write_split needs one image id per image and one caption id per caption")
+    missing = set(ATTRIBUTES) - {"format_version", "id_source"} - set(attrs)
     if missing:
         raise ValueError(f"write_split needs attributes {sorted(missing)}")
     dtype = np.dtype(feature_dtype)
     needed = (n_images * source.regions * source.feat_dim * dtype.itemsize + captions.tokens.size * 4
-              + captions.offsets.size * 8 + caption_image.size * 8)
+              + captions.offsets.size * 8 + caption_image.size * 8 + (len(ids.image_ids) + len(ids.caption_ids)) * 8)
     with atomic_path(path, needed_bytes=needed) as tmp, _GuardedFile(tmp) as handle:
         with h5py.File(handle, "w") as h5:
-            h5.attrs.update({**attrs, "format_version": FORMAT_VERSION})
+            h5.attrs.update({**attrs, "format_version": FORMAT_VERSION, "id_source": ids.source})
             h5.create_dataset("tokens", data=captions.tokens.astype(np.int32, copy=False))
             h5.create_dataset("offsets", data=captions.offsets.astype(np.int64, copy=False))
             h5.create_dataset("caption_image", data=caption_image.astype(np.int64, copy=False))
+            h5.create_dataset("image_ids", data=np.asarray(ids.image_ids, dtype=np.int64))
+            h5.create_dataset("caption_ids", data=np.asarray(ids.caption_ids, dtype=np.int64))
             features = h5.create_dataset("features", shape=(n_images, source.regions, source.feat_dim),
                                          dtype=dtype, chunks=(1, source.regions, source.feat_dim))
             _copy_features(source, features, label=str(attrs["split"]), check=handle.raise_failure)
@@ -150,8 +160,12 @@ class SplitReader:
             self._tokens = h5["tokens"][()]
             self._offsets = h5["offsets"][()]
             self.caption_image: np.ndarray = h5["caption_image"][()]
+            self.image_ids: np.ndarray = h5["image_ids"][()]
+            self.caption_ids: np.ndarray = h5["caption_ids"][()]
         if len(self._offsets) != len(self.caption_image) + 1 or self._offsets[-1] != len(self._tokens):
             self._fail("captions are inconsistent (offsets, tokens and caption_image disagree)")
+        if len(self.image_ids) != self.n_images or len(self.caption_ids) != len(self.caption_image):
+            self._fail("ids are inconsistent (image_ids, caption_ids and the captions disagree)")
         if len(self.caption_image) and not 0 <= self.caption_image.min() <= self.caption_image.max() < self.n_images:
             self._fail("caption_image points outside features")
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from hsc.atomic import save_npy, write_text
+from hsc.atomic import save_npy, write_json, write_text
 from hsc.data.precomp import captions_file, features_file
 from hsc.data.sources import SOURCES
 from hsc.data.synthetic_captions import write_captions
@@ -23,7 +23,7 @@ from hsc.data.synthetic_lexicon import ATTRIBUTES, OBJECTS, RELATIONS
 from hsc.data.synthetic_scenes import Scene, TwinEdit, make_twin, max_relations, sample_scene
 from hsc.data.synthetic_world import World, render_regions, sample_world
 from hsc.errors import HscError
-from hsc.params import SyntheticParams
+from hsc.params import CocoFormatParams, SyntheticParams
 from hsc.progress import bar
 
 SPLITS = SOURCES["synthetic"].splits
@@ -93,6 +93,32 @@ def generate(cfg: SyntheticParams, out_dir: Path) -> None:
     for split, data in splits.items():
         save_npy(features_file(out_dir, split), data.features)
         write_text(captions_file(out_dir, split), "".join(caption + "\n" for caption in data.captions))
+
+
+def generate_coco_format(cfg: SyntheticParams, out_dir: Path) -> CocoFormatParams:
+    """The same dataset as your own data in COCO's format, for the ``coco_format`` source.
+
+    Writes ``captions.json`` (COCO annotations), ``dataset_coco.json`` (Karpathy's split
+    layout) and ``features/<image_id>.npy``; returns the ``coco_format`` params that name them.
+    Image i of a split has 5 + i % 3 captions (its own five, then its first ones again), as
+    real COCO images have 5 to 7.
+    """
+    out_dir = Path(out_dir)
+    _, splits = build_dataset(cfg)
+    images, annotations, karpathy = [], [], []
+    for split, data in splits.items():
+        for i in range(len(data.scenes)):
+            image_id = 1000 * (len(images) + 1)  # COCO ids are sparse, never row numbers
+            own = data.captions[5 * i:5 * i + 5]
+            for text in own + own[:i % 3]:
+                annotations.append({"id": 7 * len(annotations) + 3, "image_id": image_id, "caption": text})
+            images.append({"id": image_id, "file_name": f"{image_id}.jpg"})
+            karpathy.append({"cocoid": image_id, "split": "val" if split == "dev" else split})
+            save_npy(out_dir / "features" / f"{image_id}.npy", data.features[i])
+    write_json(out_dir / "captions.json", {"images": images, "annotations": annotations})
+    write_json(out_dir / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
+    return CocoFormatParams(captions=[str(out_dir / "captions.json")], split_file=str(out_dir / "dataset_coco.json"),
+                            features=str(out_dir / "features"))
 
 
 def _streams(cfg: SyntheticParams) -> list[np.random.Generator]:

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from hsc.errors import HscError
-from hsc.evaluation.ranks import (CAPTIONS_PER_IMAGE, RecallCurve, curve_from_ranks, fold_ranks, mean_curve, mean_metrics,
+from hsc.evaluation.ranks import (RecallCurve, curve_from_ranks, five_per_image, fold_ranks, mean_curve, mean_metrics,
                                   metrics_from_ranks, query_ranks)
 from hsc.params import DATASETS
 
@@ -61,35 +61,60 @@ def protocols_for(dataset: str, split_images: Mapping[str, int]) -> list[Protoco
         if split_images["test"] % 5 == 0:
             protocols.append(Protocol("synthetic_5fold", "test", folds=5))
         return protocols
+    if dataset == "coco_format":  # COCO's 5K test split also gets its 5-fold 1K protocol
+        protocols = [Protocol("coco_format_test", "test")]
+        if split_images["test"] == 5000:
+            protocols.append(Protocol("coco_format_1k", "test", folds=5))
+        return protocols
     raise HscError(f"unknown dataset '{dataset}' (expected one of: {', '.join(DATASETS)})")
 
 
-def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndarray]) -> list[ProtocolResult]:
-    """Metrics and recall curve of each protocol from its split's score matrix."""
+def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndarray],
+                  relevance_by_split: Mapping[str, np.ndarray] | None = None) -> list[ProtocolResult]:
+    """Metrics and recall curve of each protocol from its split's score matrix.
+
+    ``relevance_by_split`` maps a split to its caption -> scored-image mapping
+    (:func:`scored_relevance`); a split without one has five captions per image, j // 5.
+    """
     results = []
     for protocol in protocols:
         sims = sims_by_split[protocol.split]
+        relevance = (relevance_by_split or {}).get(protocol.split)
         source = f"{protocol.split} scores"
         if protocol.folds == 1:  # rank once, then derive both the metrics and the curve
-            ranks = query_ranks(sims, source)
+            ranks = query_ranks(sims, source, relevance)
             metrics, curve = metrics_from_ranks(ranks), curve_from_ranks(ranks)
         else:
-            per_fold = fold_ranks(sims, protocol.folds, source)
+            per_fold = fold_ranks(sims, protocol.folds, source, relevance)
             metrics, curve = mean_metrics(per_fold), mean_curve(per_fold)
         results.append(ProtocolResult(protocol, metrics, curve))
     return results
+
+
+def repeats_rows(n_images: int, caption_image: np.ndarray) -> bool:
+    """SCAN's files that repeat each image's features once per caption (five in a row)."""
+    n_captions = len(caption_image)
+    return (n_images == n_captions and n_captions % 5 == 0
+            and np.array_equal(caption_image, np.arange(n_captions)))
 
 
 def scored_image_rows(n_images: int, caption_image: np.ndarray, source: str) -> np.ndarray:
     """Rows of ``features`` to score: all of them, or every 5th when there is one row per caption.
 
     SCAN's files sometimes repeat each image's features once per caption; like SCAN, only
-    the first copy of each image is scored so caption j still belongs to image j // 5.
+    the first copy of each image is scored and caption j belongs to image j // 5. Otherwise
+    any number of captions per image is fine, as long as every image has one.
     """
-    n_captions = len(caption_image)
-    rows = np.asarray(caption_image[::CAPTIONS_PER_IMAGE]) if n_images == n_captions else np.arange(n_images)
-    if n_captions != CAPTIONS_PER_IMAGE * len(rows):
-        raise HscError(f"{source}: {n_captions} captions for {len(rows)} images; expected 5 captions per image")
-    if n_images != n_captions and not np.array_equal(caption_image, np.arange(n_captions) // CAPTIONS_PER_IMAGE):
-        raise HscError(f"{source}: caption_image is not j // 5; the protocol needs captions in image order")
-    return rows
+    caption_image = np.asarray(caption_image)
+    if repeats_rows(n_images, caption_image):
+        return np.arange(0, n_images, 5)
+    counts = np.bincount(caption_image, minlength=n_images) if len(caption_image) else np.zeros(n_images, int)
+    if not counts.all():
+        raise HscError(f"{source}: image row {int(np.argmin(counts))} has no caption; every scored image needs one")
+    return np.arange(n_images)
+
+
+def scored_relevance(n_images: int, caption_image: np.ndarray) -> np.ndarray:
+    """The image, among the rows :func:`scored_image_rows` picks, of each caption."""
+    caption_image = np.asarray(caption_image, dtype=np.int64)
+    return five_per_image(len(caption_image)) if repeats_rows(n_images, caption_image) else caption_image

@@ -1,12 +1,14 @@
 """Rank metrics of an image x caption similarity matrix (SCAN's protocol, vectorised).
 
-Caption j belongs to image j // 5. Ranks count from 0 and are PESSIMISTIC under ties: the
-rank of a ground truth is the number of wrong candidates that score higher than OR EQUAL to
-it, so a tied wrong candidate always ranks above it and a constant matrix gets the worst
-ranks, never a perfect score. An image query's rank is the best over its 5 captions: the
-wrong captions scoring >= its best-scoring own caption (its other own captions, tied or
-not, never push it down). Without ties this is the usual strict count. Rows are processed
-in blocks so memory stays bounded by one block, not by the (N, 5N) comparison.
+The relevance is data: ``caption_image[j]`` is the image (row) of caption j, with any number
+of captions per image (SCAN's files: five, j // 5, the default when none is given). Ranks
+count from 0 and are PESSIMISTIC under ties: the rank of a ground truth is the number of
+wrong candidates that score higher than OR EQUAL to it, so a tied wrong candidate always
+ranks above it and a constant matrix gets the worst ranks, never a perfect score. An image
+query's rank is the best over its own captions: the wrong captions scoring >= its
+best-scoring own caption (its other own captions, tied or not, never push it down). Without
+ties this is the usual strict count. Rows are processed in blocks so memory stays bounded
+by one block, not by the (N, C) comparison.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hsc.data.precomp import CAPTIONS_PER_IMAGE
 from hsc.errors import HscError
 
 RECALL_KS = (1, 5, 10)
@@ -32,8 +33,8 @@ BLOCK_ELEMENTS = 1 << 22
 class QueryRanks(NamedTuple):
     """0-based rank of the ground truth for every query."""
 
-    i2t: np.ndarray  # (N,): best rank among image i's 5 captions
-    t2i: np.ndarray  # (5N,): rank of image j // 5 for caption j
+    i2t: np.ndarray  # (N,): best rank among image i's own captions
+    t2i: np.ndarray  # (C,): rank of image caption_image[j] for caption j
 
 
 class RecallCurve(NamedTuple):
@@ -44,35 +45,56 @@ class RecallCurve(NamedTuple):
     t2i: np.ndarray
 
 
-def check_sims(sims: np.ndarray, source: str = "similarity matrix") -> np.ndarray:
-    """Return ``sims`` as an array after checking it is a finite (N, 5N) matrix."""
+def five_per_image(n_captions: int) -> np.ndarray:
+    """SCAN's relevance: caption j belongs to image j // 5."""
+    return np.arange(n_captions, dtype=np.int64) // 5
+
+
+def check_sims(sims: np.ndarray, source: str = "similarity matrix",
+               caption_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``sims`` as a finite (N, C) array and its relevance, checked against each other.
+
+    Without ``caption_image`` the matrix must be (N, 5N) and caption j belongs to image j // 5.
+    Every image needs at least one caption: an image query without one has no rank.
+    """
     sims = np.asarray(sims)
-    if sims.ndim != 2 or sims.shape[0] == 0 or sims.shape[1] != CAPTIONS_PER_IMAGE * sims.shape[0]:
-        raise HscError(f"{source}: shape {sims.shape} is not (N images, 5N captions)")
+    expected = "(N images, C captions)" if caption_image is not None else "(N images, 5N captions)"
+    if sims.ndim != 2 or sims.shape[0] == 0 or (caption_image is None and sims.shape[1] != 5 * sims.shape[0]):
+        raise HscError(f"{source}: shape {sims.shape} is not {expected}")
+    if caption_image is None:
+        caption_image = five_per_image(sims.shape[1])
+    caption_image = np.asarray(caption_image)
+    if caption_image.shape != (sims.shape[1],) or not np.issubdtype(caption_image.dtype, np.integer):
+        raise HscError(f"{source}: shape {sims.shape} does not match {caption_image.shape} caption -> image "
+                       f"entries (one integer per caption column)")
+    if caption_image.min() < 0 or caption_image.max() >= sims.shape[0]:
+        raise HscError(f"{source}: the caption -> image mapping points outside the {sims.shape[0]} image rows")
+    counts = np.bincount(caption_image, minlength=sims.shape[0])
+    if not counts.all():
+        raise HscError(f"{source}: image row {int(np.argmin(counts))} has no caption; every image needs one")
     if not np.issubdtype(sims.dtype, np.floating) and not np.issubdtype(sims.dtype, np.integer):
         raise HscError(f"{source}: dtype {sims.dtype} is not numeric")
     rows = max(1, BLOCK_ELEMENTS // sims.shape[1])
     if not all(np.isfinite(sims[i:i + rows]).all() for i in range(0, len(sims), rows)):
         raise HscError(f"{source}: contains NaN or infinite scores; re-score with a healthy model")
-    return sims
+    return sims, caption_image.astype(np.int64, copy=False)
 
 
-def query_ranks(sims: np.ndarray, source: str = "similarity matrix") -> QueryRanks:
+def query_ranks(sims: np.ndarray, source: str = "similarity matrix",
+                caption_image: np.ndarray | None = None) -> QueryRanks:
     """Rank of the ground truth for each image query and each caption query."""
-    sims = check_sims(sims, source)
+    sims, caption_image = check_sims(sims, source, caption_image)
     n_images, n_captions = sims.shape
-    captions = np.arange(n_captions)
-    t2i_truth = sims[captions // CAPTIONS_PER_IMAGE, captions]
+    t2i_truth = sims[caption_image, np.arange(n_captions)]
     i2t = np.empty(n_images, dtype=np.int64)
     t2i = np.zeros(n_captions, dtype=np.int64)
     rows = max(1, BLOCK_ELEMENTS // n_captions)
     for start in range(0, n_images, rows):
         block = sims[start:start + rows]
-        # Best of the 5 ground truths = fewest wrong scores >= it = compare with their max;
-        # the count over the whole row includes the own captions >= that max, taken back out.
-        own = block.reshape(len(block), n_images, CAPTIONS_PER_IMAGE)[np.arange(len(block)), np.arange(start, start + len(block))]
-        best_own = own.max(axis=1, keepdims=True)
-        i2t[start:start + len(block)] = (block >= best_own).sum(axis=1) - (own >= best_own).sum(axis=1)
+        own = caption_image[None, :] == np.arange(start, start + len(block))[:, None]
+        # Best ground truth = fewest wrong scores >= it = compare the wrong ones with the max of the own.
+        best_own = np.where(own, block, -np.inf).max(axis=1, keepdims=True)
+        i2t[start:start + len(block)] = ((block >= best_own) & ~own).sum(axis=1)
         t2i += (block >= t2i_truth).sum(axis=0)
     t2i -= 1  # each caption's own image scored >= itself
     return QueryRanks(i2t=i2t, t2i=t2i)
@@ -90,9 +112,10 @@ def metrics_from_ranks(ranks: QueryRanks) -> dict[str, float]:
     return {key: out[key] for key in METRIC_KEYS}
 
 
-def rank_metrics(sims: np.ndarray, source: str = "similarity matrix") -> dict[str, float]:
-    """The 11 metrics (``METRIC_KEYS``) of a (N, 5N) similarity matrix."""
-    return metrics_from_ranks(query_ranks(sims, source))
+def rank_metrics(sims: np.ndarray, source: str = "similarity matrix",
+                 caption_image: np.ndarray | None = None) -> dict[str, float]:
+    """The 11 metrics (``METRIC_KEYS``) of a (N, C) similarity matrix (see :func:`check_sims`)."""
+    return metrics_from_ranks(query_ranks(sims, source, caption_image))
 
 
 def curve_from_ranks(ranks: QueryRanks, max_k: int = 100) -> RecallCurve:
@@ -106,25 +129,37 @@ def curve_from_ranks(ranks: QueryRanks, max_k: int = 100) -> RecallCurve:
     return RecallCurve(k=ks, i2t=recall_at(ranks.i2t), t2i=recall_at(ranks.t2i))
 
 
-def recall_curve(sims: np.ndarray, max_k: int = 100, source: str = "similarity matrix") -> RecallCurve:
-    """R@K for K = 1..min(max_k, N) of a (N, 5N) similarity matrix."""
-    return curve_from_ranks(query_ranks(sims, source), max_k)
+def recall_curve(sims: np.ndarray, max_k: int = 100, source: str = "similarity matrix",
+                 caption_image: np.ndarray | None = None) -> RecallCurve:
+    """R@K for K = 1..min(max_k, N) of a (N, C) similarity matrix."""
+    return curve_from_ranks(query_ranks(sims, source, caption_image), max_k)
 
 
-def fold_slices(sims: np.ndarray, folds: int, source: str = "similarity matrix") -> list[np.ndarray]:
-    """Fold i = images [n i, n(i+1)) with their captions [5n i, 5n(i+1)) (diagonal blocks)."""
-    sims = check_sims(sims, source)
+def fold_slices(sims: np.ndarray, folds: int, source: str = "similarity matrix",
+                caption_image: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fold i = images [n i, n(i+1)) with the captions that belong to them, and their relevance.
+
+    Captions stored in image order make each fold a diagonal block (a view); otherwise the
+    fold's captions are gathered by the mapping.
+    """
+    sims, caption_image = check_sims(sims, source, caption_image)
     n_images = sims.shape[0]
     if folds < 1 or n_images % folds:
         raise HscError(f"{source}: {n_images} images do not split into {folds} equal folds")
     n = n_images // folds
-    step = CAPTIONS_PER_IMAGE * n
-    return [sims[n * i:n * (i + 1), step * i:step * (i + 1)] for i in range(folds)]
+    out = []
+    for i in range(folds):
+        columns = np.flatnonzero((caption_image >= n * i) & (caption_image < n * (i + 1)))
+        contiguous = columns[-1] - columns[0] + 1 == len(columns)
+        block = sims[n * i:n * (i + 1), columns[0]:columns[-1] + 1] if contiguous else sims[n * i:n * (i + 1), columns]
+        out.append((block, caption_image[columns] - n * i))
+    return out
 
 
-def fold_ranks(sims: np.ndarray, folds: int, source: str = "similarity matrix") -> list[QueryRanks]:
-    """The query ranks of each diagonal fold (see :func:`fold_slices`)."""
-    return [query_ranks(block, source) for block in fold_slices(sims, folds, source)]
+def fold_ranks(sims: np.ndarray, folds: int, source: str = "similarity matrix",
+               caption_image: np.ndarray | None = None) -> list[QueryRanks]:
+    """The query ranks of each fold (see :func:`fold_slices`)."""
+    return [query_ranks(block, source, relevance) for block, relevance in fold_slices(sims, folds, source, caption_image)]
 
 
 def mean_metrics(per_fold: list[QueryRanks]) -> dict[str, float]:
@@ -149,11 +184,13 @@ def mean_curve(per_fold: list[QueryRanks], max_k: int = 100) -> RecallCurve:
     )
 
 
-def fold_metrics(sims: np.ndarray, folds: int = 5, source: str = "similarity matrix") -> dict[str, float]:
-    """The mean of each metric over ``folds`` diagonal folds (see :func:`mean_metrics`)."""
-    return mean_metrics(fold_ranks(sims, folds, source))
+def fold_metrics(sims: np.ndarray, folds: int = 5, source: str = "similarity matrix",
+                 caption_image: np.ndarray | None = None) -> dict[str, float]:
+    """The mean of each metric over ``folds`` folds (see :func:`fold_slices`, :func:`mean_metrics`)."""
+    return mean_metrics(fold_ranks(sims, folds, source, caption_image))
 
 
-def fold_curve(sims: np.ndarray, folds: int = 5, max_k: int = 100, source: str = "similarity matrix") -> RecallCurve:
-    """The mean recall curve over ``folds`` diagonal folds, K capped at a fold's image count."""
-    return mean_curve(fold_ranks(sims, folds, source), max_k)
+def fold_curve(sims: np.ndarray, folds: int = 5, max_k: int = 100, source: str = "similarity matrix",
+               caption_image: np.ndarray | None = None) -> RecallCurve:
+    """The mean recall curve over ``folds`` folds, K capped at a fold's image count."""
+    return mean_curve(fold_ranks(sims, folds, source, caption_image), max_k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hsc.atomic import atomic_directory, atomic_path, save_npy, write_json
 from hsc.evaluation.protocols import ProtocolResult
-from hsc.evaluation.ranks import METRIC_KEYS, query_ranks
+from hsc.evaluation.ranks import METRIC_KEYS, five_per_image, query_ranks
 
 
 def rounded(metrics: dict[str, float]) -> dict[str, float]:
@@ -20,9 +20,10 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {key: round(float(metrics[key]), 2) for key in METRIC_KEYS}
 
 
-def write_eval_json(path: Path, results: Sequence[ProtocolResult]) -> None:
-    """``{protocol: {i2t_r1: ..., rsum: ...}}``, written atomically."""
-    write_json(path, {result.protocol.name: rounded(result.metrics) for result in results})
+def write_eval_json(path: Path, results: Sequence[ProtocolResult],
+                    extra: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    """``{protocol: {i2t_r1: ..., rsum: ...}}`` plus ``extra`` protocols (ECCV Caption, CxC), atomically."""
+    write_json(path, {**{result.protocol.name: rounded(result.metrics) for result in results}, **(extra or {})})
 
 
 def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:
@@ -39,13 +40,20 @@ def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> Non
             (staging / f"{result.protocol.name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray) -> None:
-    """``<split>_sims.npy`` and the per-query ranks ``<split>_ranks.npz`` (``i2t``, ``t2i``)."""
+def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray, caption_image: np.ndarray | None = None,
+                      image_ids: np.ndarray | None = None, caption_ids: np.ndarray | None = None) -> None:
+    """``<split>_sims.npy`` and ``<split>_ranks.npz``: the per-query ranks ``i2t`` and ``t2i``,
+    the relevance ``caption_image`` (column -> row; ``hsc metrics --caption-image`` reads it) and
+    the ``image_ids`` / ``caption_ids`` of the rows and columns (indices when not given)."""
     save_npy(sims_dir / f"{split}_sims.npy", sims)
-    ranks = query_ranks(sims, f"{split} scores")
+    ranks = query_ranks(sims, f"{split} scores", caption_image)
+    n_images, n_captions = sims.shape
     # Through a handle: np.savez would append .npz to the temporary name.
     with atomic_path(sims_dir / f"{split}_ranks.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, i2t=ranks.i2t, t2i=ranks.t2i)
+        np.savez(handle, i2t=ranks.i2t, t2i=ranks.t2i,
+                 caption_image=five_per_image(n_captions) if caption_image is None else caption_image,
+                 image_ids=np.arange(n_images) if image_ids is None else image_ids,
+                 caption_ids=np.arange(n_captions) if caption_ids is None else caption_ids)
 
 
 def metrics_json(metrics: dict[str, float]) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from hsc.data.batches import collate_captions
 from hsc.evaluation.distributed import gather_rows, my_block_starts
-from hsc.evaluation.protocols import scored_image_rows
+from hsc.evaluation.protocols import scored_image_rows, scored_relevance
 from hsc.errors import HscError
 from hsc.evaluation.ranks import rank_metrics
 from hsc.progress import bar
@@ -140,10 +140,11 @@ def pooled_score_matrix(images: torch.Tensor, captions: torch.Tensor, *, device:
 
 def evaluate_split(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,
                    img_block: int, cap_block: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Encode and score a split; its (N, 5N) score matrix and rank metrics."""
+    """Encode and score a split; its (N, C) score matrix and rank metrics."""
     emb = encode_split(model, reader, batch_size=batch_size, device=device)
     sims = score_matrix(model, emb, img_block=img_block, cap_block=cap_block, device=device)
-    return sims, rank_metrics(sims, f"{reader_name(reader)} scores")
+    relevance = scored_relevance(reader.n_images, np.asarray(reader.caption_image))
+    return sims, rank_metrics(sims, f"{reader_name(reader)} scores", relevance)
 
 
 def validate(model: Any, reader: Any, *, device: torch.device | str, batch_size: int,

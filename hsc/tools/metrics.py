@@ -1,16 +1,20 @@
-"""`hsc metrics`: the rank metrics of any saved (N, 5N) similarity matrix, as JSON."""
+"""`hsc metrics`: the rank metrics of any saved (N, C) similarity matrix, as JSON."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def metrics(
-    sims: Path = typer.Argument(..., help="A .npy matrix of scores, images x captions (N, 5N); "
-                                          "caption j belongs to image j // 5."),
-    folds: int = typer.Option(1, min=1, help="Mean over this many diagonal folds (5: the COCO 1K protocol)."),
+    sims: Path = typer.Argument(..., help="A .npy matrix of scores, images x captions (N, C); without "
+                                          "--caption-image C is 5N and caption j belongs to image j // 5."),
+    folds: int = typer.Option(1, min=1, help="Mean over this many folds of images (5: the COCO 1K protocol)."),
+    caption_image: Optional[Path] = typer.Option(None, help="The image row of each caption column: a .npy of C "
+                                                           "integers, or the <split>_ranks.npz `hsc evaluate "
+                                                           "--save-sims` wrote beside the matrix."),
 ) -> None:
     """Print R@1/5/10, median and mean rank per direction and rsum, as JSON."""
     import numpy as np
@@ -30,5 +34,27 @@ def metrics(
     if not isinstance(matrix, np.ndarray):
         raise HscError(f"{sims}: not a readable .npy array; write scores with numpy.save(path, matrix)")
     source = str(sims)
-    values = rank_metrics(matrix, source) if folds == 1 else fold_metrics(matrix, folds, source)
+    mapping = None if caption_image is None else _load_mapping(caption_image)
+    values = (rank_metrics(matrix, source, mapping) if folds == 1
+              else fold_metrics(matrix, folds, source, mapping))
     print(metrics_json(values))
+
+
+def _load_mapping(path: Path):
+    """The caption -> image array of a .npy file, or the ``caption_image`` of a saved ranks .npz."""
+    import numpy as np
+
+    from hsc.errors import HscError
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise HscError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError):
+        raise HscError(f"{path}: not a readable .npy or .npz file") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if "caption_image" not in loaded:
+                raise HscError(f"{path}: no 'caption_image' array; give the ranks .npz of `hsc evaluate --save-sims`")
+            return loaded["caption_image"]
+    return loaded
