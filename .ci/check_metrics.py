@@ -16,7 +16,8 @@ def main(argv: list[str]) -> int:
     metrics_path, baseline_path = Path(argv[0]), Path(argv[1])
     metrics = json.loads(metrics_path.read_text())
     baseline = json.loads(baseline_path.read_text())
-    current = {protocol: values["rsum"] for protocol, values in metrics.items()}
+    # Protocols with an rsum (ECCV Caption and CxC report other metrics).
+    current = {protocol: values["rsum"] for protocol, values in metrics.items() if "rsum" in values}
     if "--update" in argv:
         baseline["rsum"] = current
         baseline_path.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")

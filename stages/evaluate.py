@@ -31,6 +31,8 @@ def evaluate(
     also gets eccv_caption and cxc (with the eccv extra installed). Under torchrun the ranks
     share the scoring and rank 0 writes the outputs.
     """
+    import time
+
     from hsc.data.store import SplitReader
     from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice
     from hsc.distributed import start, stop
@@ -50,6 +52,7 @@ def evaluate(
     relevance = {split: scored_relevance(r.n_images, r.caption_image) for split, r in readers.items()}
     protocols = protocols_for(dataset, {split: len(r) for split, r in rows.items()})
 
+    started = time.perf_counter()
     try:
         with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
             sims_by_split = ensemble_scores(checkpoint, readers, device=device,
@@ -57,6 +60,7 @@ def evaluate(
                                             cap_block=settings.cap_block)
     finally:
         stop()  # every rank holds the gathered scores
+    scoring_s = time.perf_counter() - started
     if not world.main:
         return
     results = run_protocols(protocols, sims_by_split, relevance)
@@ -71,6 +75,8 @@ def evaluate(
             save_split_scores(target, split, sims, relevance[split], readers[split].image_ids[rows[split]],
                               readers[split].caption_ids)
     print_table(results)
+    shapes = ", ".join(f"{split} {sims.shape[0]:,} x {sims.shape[1]:,}" for split, sims in sims_by_split.items())
+    print(f"encoded and scored {shapes} in {scoring_s:.1f} s")
     for name, values in extra.items():
         typer.echo(f"{name}: " + ", ".join(f"{key} {value:.2f}" for key, value in values.items()))
 
