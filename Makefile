@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_similarity.py
 	$(BIN)/python benchmarks/bench_evaluation.py
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_hgan.py
 
 clean-venv:
 	rm -rf $(VENV)
