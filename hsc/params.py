@@ -130,7 +130,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 class _DuplicateKey(yaml.YAMLError):
-    pass
+    """A key given twice in one mapping of the params file (YAML keeps the last one silently)."""
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
