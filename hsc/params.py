@@ -66,6 +66,7 @@ class PrepareParams(Section):
     min_count: int = Field(4, ge=1)
     dev_images: Optional[int] = Field(1000, ge=1)  # original loader's cut of dev; null keeps all
     feature_dtype: Literal["float32", "float16"] = "float32"
+    phrases: bool = False  # entity and triple spans of every caption (SSAMT's phrase labels; the `phrases` extra)
 
 
 # params.yaml's model section: ``name`` picks a registered variant, other keys override its
