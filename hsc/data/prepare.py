@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 
 from hsc.atomic import atomic_directory
 from hsc.data import precomp
+from hsc.data.phrases import load_parser, parse_captions, parser_name
 from hsc.data.precomp import SplitIds
 from hsc.data.store import write_split
 from hsc.data.tokenizer import tokenize_all, tokenizer_name
@@ -33,6 +35,7 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
     precomp.check_same_feature_dims(splits)
     building = settings.vocab == "build"
     vocab = None if building else Vocabulary.load(Path(settings.vocab))  # a bad file fails before the long work
+    nlp = load_parser() if settings.phrases else None  # a missing parser fails before the long work too
     tables = {split.name: tokenize_all(track(split.captions(), f"tokenising {split.name}",
                                              total=split.n_captions, unit="cap"))
               for split in splits}
@@ -52,6 +55,11 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
             caption_image = split.caption_image(captions.n_captions)
             n_images = int(caption_image.max()) + 1
             ids = split.ids
+            phrase_attrs, phrases = {}, None
+            if nlp is not None:
+                texts = itertools.islice(split.captions(), captions.n_captions)
+                phrases = parse_captions(nlp, track(texts, f"parsing {split.name}", total=captions.n_captions, unit="cap"))
+                phrase_attrs = {"phrase_parser": parser_name(nlp)}
             write_split(staging / f"{split.name}.h5", split, n_images, captions, caption_image, {
                 "dataset": dataset,
                 "split": split.name,
@@ -63,8 +71,10 @@ def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams)
                                              for path in (split.features_path, split.captions_path)}, sort_keys=True),
                 "source_images": split.n_rows,
                 "captions_per_image": split.captions_per_image,
+                **phrase_attrs,
             }, feature_dtype=settings.feature_dtype,
-                ids=SplitIds(ids.image_ids[:n_images], ids.caption_ids[:captions.n_captions], ids.source))
+                ids=SplitIds(ids.image_ids[:n_images], ids.caption_ids[:captions.n_captions], ids.source),
+                phrases=phrases)
             summaries.append(SplitSummary(split.name, n_images, captions.n_captions, captions.unknown_rate))
         vocab.save(staging / "vocab.json")
     return summaries, len(vocab)

@@ -3,7 +3,9 @@
 Layout (docs/architecture.md): ``features`` (N, R, D) chunked per image, ``tokens`` int32
 concatenated with ``offsets`` int64 (C + 1), ``caption_image`` int64 (C), ``image_ids`` (N)
 and ``caption_ids`` (C) int64, and attributes naming the dataset, split, tokenizer,
-vocabulary, raw sources and where the ids came from (``id_source``).
+vocabulary, raw sources and where the ids came from (``id_source``). With
+``prepare.phrases``, also ``entity_spans`` (E, 3) and ``triple_spans`` (T, 7) int64 and the
+``phrase_parser`` attribute (:mod:`hsc.data.phrases`); read when present.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import h5py
 import numpy as np
 
 from hsc.atomic import atomic_path
+from hsc.data.phrases import PhraseSpans
 from hsc.data.precomp import SplitIds, first_non_finite
 from hsc.data.vocab import EncodedCaptions
 from hsc.errors import HscError
@@ -40,10 +43,11 @@ class FeatureSource(Protocol):
 
 def write_split(path: Path, source: FeatureSource, n_images: int, captions: EncodedCaptions,
                 caption_image: np.ndarray, attrs: Mapping[str, Any], feature_dtype: str = "float32",
-                ids: SplitIds | None = None) -> None:
+                ids: SplitIds | None = None, phrases: PhraseSpans | None = None) -> None:
     """Write one split's HDF5 file (atomically), copying features in blocks of images.
 
-    ``ids`` default to the row and caption indices (data without COCO ids).
+    ``ids`` default to the row and caption indices (data without COCO ids); ``phrases``, when
+    given, are stored as ``entity_spans`` and ``triple_spans`` (name the parser in ``attrs``).
     """
     ids = ids or SplitIds(np.arange(n_images), np.arange(len(caption_image)), "row and caption indices")
     if len(ids.image_ids) != n_images or len(ids.caption_ids) != len(caption_image):
@@ -62,6 +66,9 @@ def write_split(path: Path, source: FeatureSource, n_images: int, captions: Enco
             h5.create_dataset("caption_image", data=caption_image.astype(np.int64, copy=False))
             h5.create_dataset("image_ids", data=np.asarray(ids.image_ids, dtype=np.int64))
             h5.create_dataset("caption_ids", data=np.asarray(ids.caption_ids, dtype=np.int64))
+            if phrases is not None:
+                h5.create_dataset("entity_spans", data=phrases.entities)
+                h5.create_dataset("triple_spans", data=phrases.triples)
             features = h5.create_dataset("features", shape=(n_images, source.regions, source.feat_dim),
                                          dtype=dtype, chunks=(1, source.regions, source.feat_dim))
             _copy_features(source, features, label=str(attrs["split"]), check=handle.raise_failure)
@@ -162,6 +169,8 @@ class SplitReader:
             self.caption_image: np.ndarray = h5["caption_image"][()]
             self.image_ids: np.ndarray = h5["image_ids"][()]
             self.caption_ids: np.ndarray = h5["caption_ids"][()]
+            self.phrases = (PhraseSpans(h5["entity_spans"][()], h5["triple_spans"][()])
+                            if "entity_spans" in h5 else None)  # prepared with prepare.phrases
         if len(self._offsets) != len(self.caption_image) + 1 or self._offsets[-1] != len(self._tokens):
             self._fail("captions are inconsistent (offsets, tokens and caption_image disagree)")
         if len(self.image_ids) != self.n_images or len(self.caption_ids) != len(self.caption_image):

@@ -78,6 +78,13 @@ class HganLevels(Section):
     dropout: float = Field(0.1, ge=0, lt=1)  # in the global attention-pooling branches
 
 
+class SsamtLayers(Section):
+    """SSAMT's phrase attention and word-to-region cross-attention (docs/models.md, "ssamt")."""
+
+    heads: int = Field(4, ge=1)  # attention heads of both layers; divides embed_size
+    phrase_window: int = Field(2, ge=0)  # a word attends to the words this close to it (its phrase)
+
+
 class FamilyConfig(Section):
     """Fields every family has; a family config adds its sections."""
 
@@ -116,6 +123,16 @@ class HganConfig(FamilyConfig):
     hgan: HganLevels = HganLevels()
 
 
+class SsamtConfig(FamilyConfig):
+    """Token-level encoders, phrase attention over words and cross-attention to regions (SSAMT)."""
+
+    family: ClassVar[str] = "ssamt"
+    granularity: ClassVar[Literal["token", "pooled"]] = "token"
+    image: ImageConfig = ImageConfig(graph_blocks=1)
+    text: TextConfig = TextConfig(attn_layers=0)
+    ssamt: SsamtLayers = SsamtLayers()
+
+
 @dataclass(frozen=True)
 class Variant:
     """A registered model name: a family config and the fields it sets (nested by section)."""
@@ -137,6 +154,8 @@ VARIANTS: dict[str, Variant] = {
                    "hierarchical joint embedding (Sun et al.): local + global spaces, dot product"),
     "hgan": Variant(HganConfig, "hsc.models.hgan:HierarchicalGraphAlignment",
                     "HGAN (Guo et al.): feature graphs, three granularities, three-level similarity"),
+    "ssamt": Variant(SsamtConfig, "hsc.models.ssamt:SemanticStructureTransformer",
+                     "SSAMT (Fan et al.): phrase attention over words, cross-attention to regions"),
 }
 
 
@@ -204,6 +223,10 @@ def _check(config: FamilyConfig, source: str, prefix: str) -> None:
     if image is not None and image.graph_blocks and config.embed_size % image.graph_heads:
         raise HscError(f"{source}: key '{prefix}image.graph_heads': {image.graph_heads} does not divide embed_size "
                        f"{config.embed_size}; each affinity head gets embed_size / graph_heads channels")
+    ssamt = getattr(config, "ssamt", None)
+    if ssamt is not None and config.embed_size % ssamt.heads:
+        raise HscError(f"{source}: key '{prefix}ssamt.heads': {ssamt.heads} does not divide embed_size "
+                       f"{config.embed_size}; each attention head gets embed_size / heads channels")
     levels = getattr(config, "hgan", None)
     if levels is not None and not (levels.local_level or levels.intermediate_level or levels.global_level):
         raise HscError(f"{source}: keys '{prefix}hgan.local_level', 'intermediate_level', 'global_level' are all "

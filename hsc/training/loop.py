@@ -32,6 +32,7 @@ from hsc.progress import bar
 from hsc.training.collapse import FloorWatch, floor_patience
 from hsc.training.curves import Curves
 from hsc.training.distributed import Gather, batch_plan, broadcast_parameters, pad_tokens, sync_batchnorm
+from hsc.training.phrases import phrase_objective
 from hsc.training.resume import resumable_state, run_fingerprint
 from hsc.training.step import optimisation_step
 
@@ -84,7 +85,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # The hinge loss, switched to hardest negatives after the warm-up; the model's objective wraps it.
         self.ranking = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
-        self.objective = self.model.objective(self.ranking, self.train_reader, data_dir / "vocab.json")
+        self.objective = phrase_objective(self.model.objective(self.ranking, self.train_reader, data_dir / "vocab.json"),
+                                          self.train_reader, self.cfg.phrase_loss, self.cfg.margin)
         size = self.cfg.batch_size
         self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
                               f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
