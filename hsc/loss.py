@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -41,3 +41,23 @@ class RankingObjective:
 
     def __call__(self, model: nn.Module, batch: "PairBatch") -> torch.Tensor:
         return self.ranking(model(batch.images, batch.tokens, batch.lengths).float())  # margins in float32
+
+
+class ShortlistObjective:
+    """``objective`` plus ``weight`` x the hinge loss on the (B, B) cosines of the model's shortlist vectors.
+
+    Trains the pair-independent vectors that shortlist candidates for re-ranking
+    (``train.shortlist_loss``). The batch is encoded once more for this term: the wrapped
+    objective stays whatever the family defines.
+    """
+
+    def __init__(self, objective: Any, ranking: ContrastiveLoss, weight: float) -> None:
+        self.objective = objective
+        self.ranking = ranking
+        self.weight = weight
+
+    def __call__(self, model: Any, batch: "PairBatch") -> torch.Tensor:
+        img = model.encode_images(batch.images)
+        cap = model.encode_captions(batch.tokens, batch.lengths)
+        img_vec, cap_vec = model.shortlist_vectors(img, cap, batch.lengths)
+        return self.objective(model, batch) + self.weight * self.ranking((img_vec @ cap_vec.t()).float())

@@ -24,6 +24,10 @@ def evaluate(
 ) -> None:
     """Encode and score each needed split once, then compute the dataset's protocols from it.
 
+    With evaluate.rerank_k > 0, each query's top rerank_k candidates by pooled vectors are
+    re-ranked by the head and nothing else is scored (hsc/evaluation/rerank.py); saved scores
+    (--save-sims) are then the exact ones only, so none are saved.
+
     Flickr30K: f30k_1k on test. COCO: coco_5k on testall and coco_1k as the mean of its 5
     folds (coco_1k on test when testall is absent). Synthetic: synthetic_full and, when the
     image count divides by 5, synthetic_5fold.
@@ -31,6 +35,7 @@ def evaluate(
     from hsc.data.store import SplitReader
     from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
     from hsc.evaluation.ensemble import ensemble_scores
+    from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows, splits_to_score
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc.params import load_params
@@ -43,11 +48,14 @@ def evaluate(
     split_images = {split: len(scored_image_rows(r.n_images, r.caption_image, str(r.path))) for split, r in readers.items()}
     protocols = protocols_for(dataset, split_images)
 
+    device = resolve_device(settings.device, "evaluate.device")
     with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
-        sims_by_split = ensemble_scores(checkpoint, readers, device=resolve_device(settings.device, "evaluate.device"),
-                                        batch_size=settings.encode_batch, img_block=settings.img_block,
-                                        cap_block=settings.cap_block)
-    results = run_protocols(protocols, sims_by_split)
+        results = evaluate_two_stage(checkpoint, readers, protocols, settings, device) if settings.rerank_k else None
+        sims_by_split = {}
+        if results is None:  # every pair scored (rerank_k 0, or a pooled model, whose scores are exact)
+            sims_by_split = ensemble_scores(checkpoint, readers, device=device, batch_size=settings.encode_batch,
+                                            img_block=settings.img_block, cap_block=settings.cap_block)
+            results = run_protocols(protocols, sims_by_split)
     write_eval_json(out, results)
     write_recall_tsvs(plots, results)
     if settings.save_sims if save_sims is None else save_sims:

@@ -21,8 +21,8 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def write_eval_json(path: Path, results: Sequence[ProtocolResult]) -> None:
-    """``{protocol: {i2t_r1: ..., rsum: ...}}``, written atomically."""
-    write_json(path, {result.protocol.name: rounded(result.metrics) for result in results})
+    """``{protocol: {i2t_r1: ..., rsum: ...}}`` (plus the two-stage figures, if any), written atomically."""
+    write_json(path, {result.protocol.name: {**rounded(result.metrics), **result.extra} for result in results})
 
 
 def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:

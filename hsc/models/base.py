@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hsc.errors import HscError
 from hsc.loss import ContrastiveLoss, RankingObjective
 from hsc.models.config import ModelSpec
 
@@ -52,6 +53,13 @@ class RetrievalModel(nn.Module, abc.ABC):
         """(B, B) scores of a batch of pairs: rows images, columns captions, positives on the diagonal."""
         return self.similarity(self.encode_images(feats), self.encode_captions(tokens, lengths), lengths)
 
+    def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
+                          lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair-independent (N, E') and (C, E') vectors of encoded images and captions, for a
+        dot-product shortlist (``hsc.evaluation.rerank``). A pooled family's are its own vectors."""
+        raise HscError(f"model '{self.spec.name}' has no pair-independent vectors to shortlist with; "
+                       "name a pooled model in evaluate.shortlist_checkpoint")
+
     def caption_batch(self, requested: int) -> int:
         """Captions encoded at once when scoring; a family whose encodings depend on the batch fixes it."""
         return requested
@@ -66,3 +74,7 @@ class PooledModel(RetrievalModel):
 
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return img @ cap.t()
+
+    def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
+                          lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return img, cap

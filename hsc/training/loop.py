@@ -22,7 +22,7 @@ from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_de
 from hsc.errors import HscError
 from hsc.evaluation.scoring import validate
 from hsc.hashing import sha256_file
-from hsc.loss import ContrastiveLoss
+from hsc.loss import ContrastiveLoss, ShortlistObjective
 from hsc.models.base import RetrievalModel
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
@@ -71,8 +71,10 @@ class Trainer:
         })
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.objective = self.model.objective(ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation),
-                                              self.train_reader, data_dir / "vocab.json")
+        ranking = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
+        self.objective = self.model.objective(ranking, self.train_reader, data_dir / "vocab.json")
+        if self.cfg.shortlist_loss:
+            self.objective = ShortlistObjective(self.objective, ranking, self.cfg.shortlist_loss)
         size = self.cfg.batch_size
         self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
                               f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
