@@ -107,3 +107,49 @@ def test_shortlist_loss_adds_the_hinge_on_shortlist_vectors() -> None:
                                        model.encode_captions(batch.tokens, batch.lengths), batch.lengths)
     assert img.shape == (4, 16) and cap.shape == (4, 16)
     assert with_term.item() == pytest.approx(plain.item() + 2.0 * ranking(img @ cap.t()).item(), rel=1e-5)
+
+
+def test_evaluate_stage_records_the_two_stage_figures(tmp_path: Path) -> None:
+    from test_evaluate_stage import make_checkpoint, prepare_split, run_evaluate
+
+    data = tmp_path / "prepared"
+    prepare_split(data, "synthetic", "test", n_images=15)
+    checkpoint = make_checkpoint(tmp_path / "best.pt", seed=0)
+    params = tmp_path / "params.yaml"
+    params.write_text("evaluate:\n  device: cpu\n  encode_batch: 7\n  rerank_k: 10\n")
+    result = run_evaluate(tmp_path, params, data, [checkpoint])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    full, folds = report["synthetic_full"], report["synthetic_5fold"]
+    assert full["rerank_k"] == 10 and 0 < full["pairs_scored"] < 15 * 75
+    assert folds["pairs_scored"] == 5 * 3 * 15  # 3 images x 15 captions per fold: all of them
+    assert folds["gt_in_shortlist_i2t"] == folds["gt_in_shortlist_t2i"] == 100.0
+    (tmp_path / "exact.yaml").write_text("evaluate:\n  device: cpu\n")
+    exact = run_evaluate(tmp_path, tmp_path / "exact.yaml", data, [checkpoint])
+    assert exact.exit_code == 0, exact.output
+    assert json.loads((tmp_path / "metrics" / "eval.json").read_text())["synthetic_5fold"]["rsum"] == folds["rsum"]
+    params.write_text("evaluate:\n  device: cpu\n  rerank_k: 10\n")
+    ensemble = run_evaluate(tmp_path, params, data, [checkpoint, checkpoint])
+    assert isinstance(ensemble.exception, HscError) and "re-ranking scores one checkpoint" in str(ensemble.exception)
+
+
+def test_rerank_sweep_writes_the_plot_tsv(tmp_path: Path, tiny_prepared: Path) -> None:
+    from test_api import tiny_checkpoint
+    from typer.testing import CliRunner
+
+    from hsc.cli import app
+
+    checkpoint = tiny_checkpoint(tmp_path / "best.pt", tiny_prepared)
+    params = tmp_path / "params.yaml"
+    params.write_text("evaluate:\n  device: cpu\n")
+    out = tmp_path / "rerank.tsv"
+    result = CliRunner().invoke(app, ["rerank-sweep", "--checkpoint", str(checkpoint), "--data", str(tiny_prepared),
+                                      "--params", str(params), "--ks", "10,100", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    header, k10, k100 = [line.split("\t") for line in out.read_text().splitlines()]
+    assert header[:3] == ["k", "rsum", "exact_rsum"]
+    assert k100[1] == k100[2]  # 100 candidates: all 100 captions of the 20 images, and every image
+    assert int(k10[5]) < 20 * 100
+    bad = CliRunner().invoke(app, ["rerank-sweep", "--checkpoint", str(checkpoint), "--data", str(tiny_prepared),
+                                   "--params", str(params), "--ks", "4"])
+    assert isinstance(bad.exception, HscError) and "at least 10" in str(bad.exception)

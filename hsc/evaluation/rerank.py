@@ -209,20 +209,23 @@ def evaluate_two_stage(checkpoints: Sequence[Path], readers: Mapping[str, Any], 
     model, checkpoint = load_model(checkpoints[0], device)
     if model.granularity == "pooled":
         return None
-    shortlister = None
-    if settings.shortlist_checkpoint:
-        shortlister, short_ckpt = load_model(Path(settings.shortlist_checkpoint), device)
     results = []
     for split, reader in readers.items():
         check_fits(checkpoints[0], checkpoint, reader)
         emb = encode_split(model, reader, batch_size=settings.encode_batch, device=device)
-        if shortlister is None:
-            vectors = shortlist_vectors(model, emb, batch=settings.encode_batch, device=device)
-        else:
-            check_fits(Path(settings.shortlist_checkpoint), short_ckpt, reader)
-            short_emb = encode_split(shortlister, reader, batch_size=settings.encode_batch, device=device)
-            vectors = shortlist_vectors(shortlister, short_emb, batch=settings.encode_batch, device=device)
-        results += two_stage_protocols(model, emb, vectors, [p for p in protocols if p.split == split],
-                                       settings.rerank_k, index=settings.shortlist_index,
-                                       cap_block=settings.cap_block, device=device)
+        results += two_stage_protocols(model, emb, split_vectors(model, emb, reader, settings, device),
+                                       [p for p in protocols if p.split == split], settings.rerank_k,
+                                       index=settings.shortlist_index, cap_block=settings.cap_block, device=device)
     return [next(r for r in results if r.protocol == p) for p in protocols]
+
+
+def split_vectors(model: Any, emb: SplitEmbeddings, reader: Any, settings: Any,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's shortlist vectors: from ``settings.shortlist_checkpoint`` when set, else from ``model``'s encodings."""
+    if not settings.shortlist_checkpoint:
+        return shortlist_vectors(model, emb, batch=settings.encode_batch, device=device)
+    path = Path(settings.shortlist_checkpoint)
+    shortlister, stored = load_model(path, device)
+    check_fits(path, stored, reader)
+    own = encode_split(shortlister, reader, batch_size=settings.encode_batch, device=device)
+    return shortlist_vectors(shortlister, own, batch=settings.encode_batch, device=device)
