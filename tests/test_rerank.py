@@ -153,3 +153,39 @@ def test_rerank_sweep_writes_the_plot_tsv(tmp_path: Path, tiny_prepared: Path) -
     bad = CliRunner().invoke(app, ["rerank-sweep", "--checkpoint", str(checkpoint), "--data", str(tiny_prepared),
                                    "--params", str(params), "--ks", "4"])
     assert isinstance(bad.exception, HscError) and "at least 10" in str(bad.exception)
+
+
+def test_faiss_asked_for_but_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(HscError, match=r"faiss is not installed; pip install 'hsc\[faiss\]'"):
+        top_k(torch.randn(3, 4), torch.randn(20, 4), 10, "faiss")
+
+
+def test_pooled_shortlister_and_pooled_models_under_rerank(tmp_path: Path) -> None:
+    from test_evaluate_stage import FEAT_DIM, REGIONS, VOCAB_SHA, VOCAB_SIZE, make_checkpoint, prepare_split, run_evaluate
+
+    from hsc.checkpoint import save_checkpoint
+    from hsc.models.config import DataShape, ModelSpec
+    from hsc.models.registry import build_model
+
+    data = tmp_path / "prepared"
+    prepare_split(data, "synthetic", "test", n_images=15)
+    model = make_checkpoint(tmp_path / "best.pt", seed=0)
+    torch.manual_seed(1)
+    pooled = tmp_path / "hje.pt"
+    save_checkpoint(pooled, build_model(ModelSpec.resolve("hje", DataShape(FEAT_DIM, REGIONS, VOCAB_SIZE),
+                                                          {"embed_size": 16, "text": {"word_dim": 8},
+                                                           "joint": {"local_dim": 8}})), vocab_sha256=VOCAB_SHA)
+    params = tmp_path / "params.yaml"
+    report = tmp_path / "metrics" / "eval.json"
+    params.write_text(f"evaluate:\n  device: cpu\n  rerank_k: 10\n  shortlist_checkpoint: {pooled}\n")
+    assert run_evaluate(tmp_path, params, data, [model]).exit_code == 0
+    assert json.loads(report.read_text())["synthetic_full"]["rerank_k"] == 10
+    # A pooled model's own scores are exact: rerank_k leaves its metrics (and eval.json) as without it.
+    assert run_evaluate(tmp_path, params, data, [pooled]).exit_code == 0
+    two_stage = json.loads(report.read_text())
+    params.write_text("evaluate:\n  device: cpu\n")
+    assert run_evaluate(tmp_path, params, data, [pooled]).exit_code == 0
+    assert json.loads(report.read_text()) == two_stage
