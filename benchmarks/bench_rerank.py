@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import typer
@@ -36,7 +37,7 @@ def main(images: int = typer.Option(5000, help="Images (captions: 5 per image); 
          k: int = typer.Option(32, help="Shortlist size."),
          exact_images: int = typer.Option(8, help="Images scored against every caption to project the exact time."),
          rerank_images: int = typer.Option(0, help="Re-rank only these images' candidate pairs and project (0: all)."),
-         out: Path = typer.Option(Path("benchmarks/results/rerank.json"), help="Results JSON.")) -> None:
+         out: Optional[Path] = typer.Option(None, help="Also write the figures to this JSON file.")) -> None:
     torch.manual_seed(0)
     spec = ModelSpec.resolve("hsc", DataShape(img_dim=FEAT_DIM, regions=REGIONS, vocab_size=VOCAB),
                              {"embed_size": EMBED, "head": {"sim_dim": SIM_DIM}})
@@ -79,7 +80,8 @@ def main(images: int = typer.Option(5000, help="Images (captions: 5 per image); 
               "two_stage_pairs_scored": int(len(keys)),
               "shortlist_vectors_seconds": round(vector_seconds, 1), "shortlist_seconds": shortlist_seconds,
               "speedup": round(exact_projected / two_stage, 1), "threads": torch.get_num_threads()}
-    write_json(out, report)
+    if out:
+        write_json(out, report)
     print(report)
 
 
