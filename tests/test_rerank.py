@@ -11,7 +11,7 @@ import torch
 
 from hsc.errors import HscError
 from hsc.evaluation.protocols import Protocol, run_protocols
-from hsc.evaluation.rerank import evaluate_two_stage, top_k, two_stage_protocols
+from hsc.evaluation.rerank import top_k, two_stage_protocols
 from hsc.evaluation.scoring import SplitEmbeddings
 from hsc.loss import ContrastiveLoss, ShortlistObjective
 from hsc.params import parse_params
