@@ -25,8 +25,8 @@ def evaluate(
     """Encode and score each needed split once, then compute the dataset's protocols from it.
 
     With evaluate.rerank_k > 0, each query's top rerank_k candidates by pooled vectors are
-    re-ranked by the head and nothing else is scored (hsc/evaluation/rerank.py); saved scores
-    (--save-sims) are then the exact ones only, so none are saved.
+    re-ranked by the head and nothing else is scored (hsc/evaluation/rerank.py); --save-sims
+    then saves nothing, as only exact scoring gives a full score matrix.
 
     Flickr30K: f30k_1k on test. COCO: coco_5k on testall and coco_1k as the mean of its 5
     folds (coco_1k on test when testall is absent). Synthetic: synthetic_full and, when the
@@ -35,8 +35,8 @@ def evaluate(
     from hsc.data.store import SplitReader
     from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice, resolve_device
     from hsc.evaluation.ensemble import ensemble_scores
-    from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows, splits_to_score
+    from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc.params import load_params
 
