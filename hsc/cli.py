@@ -14,7 +14,7 @@ import typer
 
 from hsc import interrupt
 from hsc.errors import HscError
-from hsc.tools import import_checkpoint, metrics, preset
+from hsc.tools import embed, import_checkpoint, metrics, preset, rerank_sweep, search
 from stages import download, evaluate, prepare, train
 
 app = typer.Typer(
@@ -31,6 +31,9 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("metrics")(metrics.metrics)
 app.command("import")(import_checkpoint.import_checkpoint)
 app.command("preset")(preset.preset)
+app.command("search")(search.search)
+app.command("embed")(embed.embed)
+app.command("rerank-sweep")(rerank_sweep.rerank_sweep)
 
 
 def run_app(typer_app: typer.Typer) -> None:

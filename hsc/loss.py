@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -63,3 +63,24 @@ class RankingObjective:
     def __call__(self, model: nn.Module, batch: "PairBatch", gather: Gather = LOCAL) -> torch.Tensor:
         scores = gather(model(batch.images, batch.tokens, batch.lengths, gather))  # rows of every rank
         return self.ranking(scores.float())  # margins in float32
+
+
+class ShortlistObjective:
+    """``objective`` plus ``weight`` x the hinge loss on the (B, B) cosines of the model's shortlist vectors.
+
+    Trains the pair-independent vectors that shortlist candidates for re-ranking
+    (``train.shortlist_loss``). The batch is encoded once more for this term: the wrapped
+    objective stays whatever the family defines.
+    """
+
+    def __init__(self, objective: Any, ranking: ContrastiveLoss, weight: float) -> None:
+        self.objective = objective
+        self.ranking = ranking
+        self.weight = weight
+
+    def __call__(self, model: Any, batch: "PairBatch", gather: Gather = LOCAL) -> torch.Tensor:
+        img = model.encode_images(batch.images)
+        cap = model.encode_captions(batch.tokens, batch.lengths)
+        img_vec, cap_vec = model.shortlist_vectors(img, cap, batch.lengths)
+        scores = gather(img_vec @ gather(cap_vec).t())  # this rank's images x every caption, rows of every rank
+        return self.objective(model, batch, gather) + self.weight * self.ranking(scores.float())

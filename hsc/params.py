@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Hashable, Literal, Optional, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hsc.errors import HscError, validation_error
 from hsc.models.config import ModelOverlay, resolve_config
 
 DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp", "coco_format"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
+MIN_RERANK_K = 10  # the largest R@K reported
 
 
 class Section(BaseModel):
@@ -93,6 +94,8 @@ class TrainParams(Section):
     nproc_per_node: int = Field(1, ge=1)  # > 1 (or nnodes > 1): `hsc train` runs itself under torchrun
     nnodes: int = Field(1, ge=1)
     rdzv_endpoint: Optional[str] = None  # host:port of the multi-node rendezvous (else $HSC_RDZV_ENDPOINT)
+    # Weight of a hinge term on the shortlist vectors' batch cosines (two-stage evaluation); 0: the published recipe.
+    shortlist_loss: float = Field(0.0, ge=0)
 
 
 class EvaluateParams(Section):
@@ -101,6 +104,18 @@ class EvaluateParams(Section):
     img_block: int = Field(128, ge=1)  # images x captions scored at once
     cap_block: int = Field(256, ge=1)
     save_sims: bool = False
+    # Two-stage evaluation (hsc/evaluation/rerank.py): shortlist the top rerank_k candidates per query
+    # with pooled vectors, score only those with the head. 0: every pair (the published protocol).
+    rerank_k: int = Field(0, ge=0)
+    shortlist_checkpoint: Optional[str] = None  # a pooled-family checkpoint to shortlist with; null: the model's own
+    shortlist_index: Literal["matmul", "faiss"] = "matmul"  # faiss: an exact inner-product index (pip install hsc[faiss])
+
+    @field_validator("rerank_k")
+    @classmethod
+    def _rerank_k(cls, value: int) -> int:
+        if 0 < value < MIN_RERANK_K:
+            raise ValueError(f"must be 0 (exact) or at least {MIN_RERANK_K}, so a shortlist miss is a miss at R@10")
+        return value
 
 
 class Params(Section):

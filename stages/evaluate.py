@@ -24,6 +24,10 @@ def evaluate(
 ) -> None:
     """Encode and score each needed split once, then compute the dataset's protocols from it.
 
+    With evaluate.rerank_k > 0, each query's top rerank_k candidates by pooled vectors are
+    re-ranked by the head and nothing else is scored (hsc/evaluation/rerank.py); --save-sims
+    then saves nothing, as only exact scoring gives a full score matrix.
+
     Flickr30K: f30k_1k on test. COCO: coco_5k on testall and coco_1k as the mean of its 5
     folds (coco_1k on test when testall is absent). Synthetic: synthetic_full and, when the
     image count divides by 5, synthetic_5fold. Your own data (coco_format): coco_format_test
@@ -39,6 +43,7 @@ def evaluate(
     from hsc.evaluation.ensemble import ensemble_scores
     from hsc.evaluation.protocols import (protocols_for, run_protocols, scored_image_rows, scored_relevance,
                                           splits_to_score)
+    from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc.params import load_params
 
@@ -53,20 +58,25 @@ def evaluate(
     protocols = protocols_for(dataset, {split: len(r) for split, r in rows.items()})
 
     started = time.perf_counter()
+    results, sims_by_split = None, {}
     try:
         with out_of_memory_advice(EVALUATE_MEMORY_ADVICE):
-            sims_by_split = ensemble_scores(checkpoint, readers, device=device,
-                                            batch_size=settings.encode_batch, img_block=settings.img_block,
-                                            cap_block=settings.cap_block)
+            if settings.rerank_k:
+                _check_five_per_image(readers, relevance)
+                results = evaluate_two_stage(checkpoint, readers, protocols, settings, device)
+            if results is None:  # every pair scored (rerank_k 0, or a pooled model, whose scores are exact)
+                sims_by_split = ensemble_scores(checkpoint, readers, device=device, batch_size=settings.encode_batch,
+                                                img_block=settings.img_block, cap_block=settings.cap_block)
     finally:
         stop()  # every rank holds the gathered scores
     scoring_s = time.perf_counter() - started
     if not world.main:
         return
-    results = run_protocols(protocols, sims_by_split, relevance)
+    if results is None:
+        results = run_protocols(protocols, sims_by_split, relevance)
     extra = {}
-    for split, reader in readers.items():
-        extra.update(_extended(reader, sims_by_split[split], reader.image_ids[rows[split]]))
+    for split, sims in sims_by_split.items():
+        extra.update(_extended(readers[split], sims, readers[split].image_ids[rows[split]]))
     write_eval_json(out, results, extra)
     write_recall_tsvs(plots, results)
     if settings.save_sims if save_sims is None else save_sims:
@@ -75,10 +85,22 @@ def evaluate(
             save_split_scores(target, split, sims, relevance[split], readers[split].image_ids[rows[split]],
                               readers[split].caption_ids)
     print_table(results)
-    shapes = ", ".join(f"{split} {sims.shape[0]:,} x {sims.shape[1]:,}" for split, sims in sims_by_split.items())
+    shapes = ", ".join(f"{split} {len(rows[split]):,} x {len(relevance[split]):,}" for split in readers)
     print(f"encoded and scored {shapes} in {scoring_s:.1f} s")
     for name, values in extra.items():
         typer.echo(f"{name}: " + ", ".join(f"{key} {value:.2f}" for key, value in values.items()))
+
+
+def _check_five_per_image(readers: dict, relevance: dict) -> None:
+    """Two-stage evaluation's folds and shortlists assume SCAN's layout: caption j of image j // 5."""
+    import numpy as np
+
+    from hsc.errors import HscError
+
+    for split, images in relevance.items():
+        if not np.array_equal(images, np.arange(len(images)) // 5):
+            raise HscError(f"{readers[split].path}: evaluate.rerank_k needs 5 captions per image in image order "
+                           "(SCAN's layout); set evaluate.rerank_k to 0 to score every pair")
 
 
 def _extended(reader, sims, image_ids) -> dict:

@@ -29,11 +29,12 @@ def hsc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_help_lists_every_stage_and_tool():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("download", "prepare", "train", "evaluate", "metrics", "import", "preset"):
+    for command in ("download", "prepare", "train", "evaluate", "metrics", "import", "preset", "search", "embed", "rerank-sweep"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["download", "prepare", "train", "evaluate", "metrics", "import", "preset"])
+@pytest.mark.parametrize("command", ["download", "prepare", "train", "evaluate", "metrics", "import", "preset", "search", "embed",
+                                     "rerank-sweep"])
 def test_every_command_explains_its_options(command):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0

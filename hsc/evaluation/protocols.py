@@ -6,7 +6,7 @@ matrix, never a second scoring pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -32,6 +32,7 @@ class ProtocolResult:
     protocol: Protocol
     metrics: dict[str, float]
     curve: RecallCurve
+    extra: dict[str, float] = field(default_factory=dict)  # two-stage figures (hsc/evaluation/rerank.py)
 
 
 def splits_to_score(dataset: str, data_dir: Path) -> list[str]:

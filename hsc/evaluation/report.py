@@ -22,8 +22,10 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
 
 def write_eval_json(path: Path, results: Sequence[ProtocolResult],
                     extra: Mapping[str, Mapping[str, float]] | None = None) -> None:
-    """``{protocol: {i2t_r1: ..., rsum: ...}}`` plus ``extra`` protocols (ECCV Caption, CxC), atomically."""
-    write_json(path, {**{result.protocol.name: rounded(result.metrics) for result in results}, **(extra or {})})
+    """``{protocol: {i2t_r1: ..., rsum: ...}}`` (plus the two-stage figures, if any) and ``extra``
+    protocols (ECCV Caption, CxC), written atomically."""
+    protocols = {result.protocol.name: {**rounded(result.metrics), **result.extra} for result in results}
+    write_json(path, {**protocols, **(extra or {})})
 
 
 def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hsc.errors import HscError
 from hsc.loss import ContrastiveLoss, RankingObjective
 from hsc.models.config import ModelSpec
 from hsc.training.distributed import LOCAL, Gather
@@ -57,6 +58,13 @@ class RetrievalModel(nn.Module, abc.ABC):
         """
         return self.similarity(self.encode_images(feats), gather(self.encode_captions(tokens, lengths)), gather(lengths))
 
+    def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
+                          lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair-independent (N, E') and (C, E') vectors of encoded images and captions, for a
+        dot-product shortlist (``hsc.evaluation.rerank``). A pooled family's are its own vectors."""
+        raise HscError(f"model '{self.spec.name}' has no pair-independent vectors to shortlist with; "
+                       "name a pooled model in evaluate.shortlist_checkpoint")
+
     def caption_batch(self, requested: int) -> int:
         """Captions encoded at once when scoring; a family whose encodings depend on the batch fixes it."""
         return requested
@@ -75,3 +83,7 @@ class PooledModel(RetrievalModel):
 
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return img @ cap.t()
+
+    def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
+                          lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return img, cap

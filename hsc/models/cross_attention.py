@@ -36,6 +36,11 @@ class CrossAttentionModel(RetrievalModel):
         """(Bi, R, E) regions x (Bc, L, E) words -> (Bi, Bc) scores in [0, 1]."""
         return self.sim_enc(img, cap, lengths)
 
+    def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
+                          lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's attention-pooled global vectors (L2-normalised): they depend on one item alone."""
+        return self.sim_enc.v_global_w(img), self.sim_enc.t_global_w(cap, lengths)
+
     def caption_batch(self, requested: int) -> int:
         # Faithful text attention divides by the batch's padded length: only the published
         # batching reproduces the published scores.
