@@ -12,7 +12,10 @@ Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as t
 on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
 ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step (the trainer's own
 :func:`~hsc.training.step.optimisation_step`); one warm-up step, then the mean seconds per
-step. ``--device cuda`` runs both on a GPU, the step under AMP (fp16).
+step. The step's floating-point operations are counted once with
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
+backward), giving its achieved GFLOP/s, reported beside the matmul ceiling of the same run.
+``--device cuda`` runs both on a GPU, the step under AMP (fp16).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Callable, Optional
 
 import torch
 import typer
+from torch.utils.flop_counter import FlopCounterMode
 
 from hsc.atomic import write_json
 from hsc.data.batches import PairBatch
@@ -119,7 +123,12 @@ def bench_train_step(device: torch.device, steps: int) -> dict[str, float]:
         optimisation_step(model, objective, optimizer, scaler, 2.0, batch)
 
     times = [timed(step, device) for _ in track(range(steps + 1), "training steps", unit="step")]
-    return {"train_step_s": sum(times[1:]) / steps, "train_steps": steps, "amp": amp}
+    with FlopCounterMode(display=False) as counter:
+        step()
+    seconds = sum(times[1:]) / steps
+    return {"train_step_s": seconds, "train_steps": steps, "amp": amp,
+            "train_step_gflop": counter.get_total_flops() / 1e9,
+            "train_step_gflops": counter.get_total_flops() / seconds / 1e9}
 
 
 def main(device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -136,7 +145,9 @@ def main(device: str = typer.Option("cpu", help="cpu or cuda"),
           f"speedup {results['speedup']:.2f}x, max |diff| {results['max_abs_diff']:.1e}")
     print(f"  a 2048^3 float32 matmul runs at {results['matmul_gflops']:.0f} GFLOP/s here")
     print(f"training step (batch 128, full HSC{', AMP' if results['amp'] else ''}): "
-          f"{results['train_step_s']:.2f} s/step")
+          f"{results['train_step_s']:.2f} s/step, {results['train_step_gflop']:.0f} GFLOP counted, "
+          f"{results['train_step_gflops']:.0f} GFLOP/s ({100 * results['train_step_gflops'] / results['matmul_gflops']:.0f}% "
+          f"of the matmul ceiling)")
     if out is not None:
         write_json(out, results)
 
