@@ -125,9 +125,12 @@ def test_ctrl_c_during_hsc_download_names_the_command_and_what_is_kept(tmp_path)
         params.write_text(yaml.safe_dump({"dataset": "f30k_precomp", "download": {
             "mirror": f"http://127.0.0.1:{listener.getsockname()[1]}/data.zip", "timeout_s": 60}}))
         out, cache = tmp_path / "raw", tmp_path / "dl"
+        # SIGINT as a terminal delivers it: a runner that starts jobs in the background (as a
+        # non-interactive shell does) leaves it ignored, and Python then never sees Ctrl-C.
         process = subprocess.Popen([sys.executable, "-m", "hsc.cli", "download", "--params", str(params),
                                     "--out", str(out), "--cache", str(cache)],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         listener.settimeout(30)
         connection, _ = listener.accept()  # hsc is now waiting inside the download
         process.send_signal(signal.SIGINT)
