@@ -26,10 +26,10 @@ class MatrixModel:
         self.table = torch.from_numpy(table)
 
     def eval(self) -> None:
-        pass
+        """A fixed table has no train/eval modes: scoring calls this, nothing changes."""
 
     def train(self, mode: bool = True) -> None:
-        pass
+        """As :meth:`eval`."""
 
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.table[img[:, 0, 0].long()][:, cap[:, 0, 0].long()]
