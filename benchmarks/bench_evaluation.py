@@ -33,7 +33,7 @@ from hsc.evaluation.ranks import fold_metrics, rank_metrics
 from hsc.evaluation.scoring import encode_split, pooled_score_matrix, score_matrix
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc.params import Params, load_params
+from hsc_app.params import Params, load_params
 
 F30K_PAIRS = 1_000 * 5_000
 COCO_5K_PAIRS = 5_000 * 25_000

@@ -20,7 +20,7 @@ import time
 from hsc.data.phrases import load_parser, parse_captions, parser_name
 from hsc.data.synthetic import build_dataset
 from hsc.data.tokenizer import tokenize
-from hsc.params import SyntheticParams
+from hsc_app.params import SyntheticParams
 
 
 def named(synonyms: tuple[str, ...], text: str) -> list[str]:

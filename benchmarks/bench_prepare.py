@@ -31,7 +31,7 @@ import numpy as np
 REGIONS, DIM = 36, 2048
 WRITE_BLOCK = 32  # images written per block (9 MB)
 REPO = Path(__file__).resolve().parents[1]
-STAGE = "from stages.prepare import app; app()"
+STAGE = "from hsc_app.stages.prepare import app; app()"
 
 
 def write_split(raw: Path, split: str, n_images: int, rng: np.random.Generator) -> int:

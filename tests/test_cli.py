@@ -13,17 +13,17 @@ import yaml
 from typer.testing import CliRunner
 
 from hsc.atomic import atomic_directory
-from hsc.cli import app
+from hsc_app.cli import app
 from hsc.errors import HscError
 from hsc.models.config import resolve_config
-from hsc.params import load_params
-from hsc.tools.preset import preset_names, preset_text
+from hsc_app.params import load_params
+from hsc_app.tools.preset import preset_names, preset_text
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def hsc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hsc.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "hsc_app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_help_lists_every_stage_and_tool():
@@ -108,7 +108,7 @@ def test_usage_error_is_a_usage_message_with_exit_2_not_a_traceback():
 ], ids=["generic", "registered"])
 def test_interrupted_command_exits_130_saying_what_stopped_and_what_is_kept(tmp_path, registered, kept):
     script = tmp_path / "stage.py"
-    script.write_text("import typer\nfrom hsc import interrupt\nfrom hsc.cli import run_app\n"
+    script.write_text("import typer\nfrom hsc import interrupt\nfrom hsc_app.cli import run_app\n"
                       "app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)\n"
                       f"@app.command()\ndef stage() -> None:\n{registered}    raise KeyboardInterrupt\n"
                       "run_app(app)\n")
@@ -127,7 +127,7 @@ def test_ctrl_c_during_hsc_download_names_the_command_and_what_is_kept(tmp_path)
         out, cache = tmp_path / "raw", tmp_path / "dl"
         # SIGINT as a terminal delivers it: a runner that starts jobs in the background (as a
         # non-interactive shell does) leaves it ignored, and Python then never sees Ctrl-C.
-        process = subprocess.Popen([sys.executable, "-m", "hsc.cli", "download", "--params", str(params),
+        process = subprocess.Popen([sys.executable, "-m", "hsc_app.cli", "download", "--params", str(params),
                                     "--out", str(out), "--cache", str(cache)],
                                    cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -158,7 +158,7 @@ def test_atomic_directory_keeps_the_old_output_when_the_build_fails(tmp_path):
 
 
 @pytest.mark.parametrize("params_file", ["params.yaml", ".ci/params.yaml",
-                                         *(f"hsc/presets/{name}.yaml" for name in ("synthetic", "f30k", "coco"))])
+                                         *(f"hsc_app/presets/{name}.yaml" for name in ("synthetic", "f30k", "coco"))])
 def test_params_files_hold_every_section_dvc_reads(params_file):
     """`dvc repro` refuses a params file without a section a stage lists under `params`."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -82,12 +82,12 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, tiny_prepared, tiny
         run = tmp_path / str(nproc)
         run.mkdir()
         _params(run, params, nproc)  # train.nproc_per_node=2: `hsc train` relaunches itself under torchrun
-        _run(["-m", "hsc.cli", "train", "--params", "params.yaml", "--data", str(tiny_prepared), "--out", "ckpt",
+        _run(["-m", "hsc_app.cli", "train", "--params", "params.yaml", "--data", str(tiny_prepared), "--out", "ckpt",
               "--metrics", "curves"], run)
         history[nproc] = torch.load(run / "ckpt" / "last.pt", weights_only=True)["history"]
         assert json.loads((run / "curves" / "metrics.json").read_text())["step"] == 1  # rank 0 logged 2 epochs
         # Evaluation of the same checkpoint (the 1-process one) with nproc processes.
-        _run(["-m", "hsc.cli", "evaluate", "--params", "params.yaml", "--checkpoint", str(tmp_path / "1" / "ckpt" / "best.pt"),
+        _run(["-m", "hsc_app.cli", "evaluate", "--params", "params.yaml", "--checkpoint", str(tmp_path / "1" / "ckpt" / "best.pt"),
               "--data", str(tiny_prepared), "--out", "eval.json", "--plots", "recall"], run, nproc)
         evals[nproc] = json.loads((run / "eval.json").read_text())
     assert evals[2] == evals[1]

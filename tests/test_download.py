@@ -28,10 +28,10 @@ from typer.testing import CliRunner
 
 from hsc.data.download import acquire
 from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path, validator_path
-from hsc.data.sources import SCAN_DATA_URL, source_for
+from hsc.data.datasets import SCAN_DATA_URL, source_for
 from hsc.errors import HscError
-from hsc.params import Params, parse_params
-from stages.download import app
+from hsc_app.params import Params, parse_params
+from hsc_app.stages.download import app
 
 F30K_FILES = {f"{split}_{kind}" for split in ("train", "dev", "test") for kind in ("ims.npy", "caps.txt")}
 TINY_BACKOFF_S = 0.001
@@ -486,7 +486,7 @@ def test_disk_full_on_a_tiny_tmpfs_exits_2_with_one_line(tmp_path, server) -> No
         pytest.skip("cannot mount a tmpfs here (needs unshare and user namespaces)")
     params = write_params(tmp_path / "params.yaml", url)
     out = tmp_path / "raw"
-    hsc = shlex.join([sys.executable, "-m", "hsc.cli", "download", "--params", str(params), "--out", str(out),
+    hsc = shlex.join([sys.executable, "-m", "hsc_app.cli", "download", "--params", str(params), "--out", str(out),
                       "--cache", str(cache)])
     result = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && {hsc}; rc=$?; ls -A {cache}; exit $rc"],
                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)

@@ -17,7 +17,7 @@ from hsc.errors import HscError
 from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from stages.evaluate import app
+from hsc_app.stages.evaluate import app
 
 VOCAB_SHA = "a" * 64
 REGIONS, FEAT_DIM, VOCAB_SIZE = 4, 8, 20

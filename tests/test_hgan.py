@@ -9,7 +9,7 @@ from hsc.errors import HscError
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.hgan import HierarchicalGraphAlignment
 from hsc.models.registry import build_model
-from hsc.params import ModelParams
+from hsc_app.params import ModelParams
 
 from test_families import inputs
 

@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from hsc.checkpoint import load_checkpoint, load_model
-from hsc.cli import app
+from hsc_app.cli import app
 from hsc.data.vocab import SPECIALS, Vocabulary
 from hsc.errors import HscError
 from hsc.legacy.importer import import_released
@@ -404,7 +404,7 @@ def test_command_refuses_a_code_payload_with_one_line(tmp_path: Path, vocab: Pat
     marker = tmp_path / "payload-ran"
     source = save_released(tmp_path / "evil.pth.tar", released_weights("saf", 20), _opt("saf"), "zip",
                            payload=CallsModuleFunction(marker))
-    done = subprocess.run([sys.executable, "-m", "hsc.cli", "import", str(source), "--vocab", str(vocab),
+    done = subprocess.run([sys.executable, "-m", "hsc_app.cli", "import", str(source), "--vocab", str(vocab),
                            "--out", str(tmp_path / "out.pt"), "--regions", str(R)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

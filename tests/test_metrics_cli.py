@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hsc.cli import app
+from hsc_app.cli import app
 from hsc.errors import HscError
 from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
 
@@ -90,7 +90,7 @@ def test_folds_that_do_not_divide_are_an_error(sims_file: tuple[Path, np.ndarray
 def test_command_line_prints_error_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((2, 3), np.float32))
-    done = subprocess.run([sys.executable, "-m", "hsc.cli", "metrics", str(bad)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "hsc_app.cli", "metrics", str(bad)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {bad}: shape (2, 3)")

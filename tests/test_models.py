@@ -11,7 +11,7 @@ from hsc.models.config import VARIANTS, DataShape, ModelSpec
 from hsc.models.layers import l2norm
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
-from hsc.params import ModelParams
+from hsc_app.params import ModelParams
 
 D, R, V, E, WORD, S = 12, 5, 30, 16, 10, 8
 

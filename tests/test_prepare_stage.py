@@ -17,8 +17,8 @@ from hsc.data.prepare import prepare_dataset
 from hsc.data.store import SplitReader
 from hsc.data.vocab import SPECIALS, Vocabulary
 from hsc.errors import HscError
-from hsc.params import PrepareParams
-from stages.prepare import app
+from hsc_app.params import PrepareParams
+from hsc_app.stages.prepare import app
 
 WORDS = ["a", "dog", "runs", "on", "grass", "red", "ball", "man", "the"]
 
@@ -174,7 +174,7 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, small
     (tmp_path / "params.yaml").write_text("prepare:\n  dev_images: null\n", encoding="utf-8")
     out = small_disk / "prepared"
     # a subprocess: h5py used to crash the interpreter (segfault) closing the file after the failed write
-    done = subprocess.run([sys.executable, "-m", "hsc.cli", "prepare", "--params", str(tmp_path / "params.yaml"),
+    done = subprocess.run([sys.executable, "-m", "hsc_app.cli", "prepare", "--params", str(tmp_path / "params.yaml"),
                            "--raw", str(raw), "--out", str(out)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2, done.stderr

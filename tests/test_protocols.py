@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsc.data.sources import SOURCES
+from hsc.data.datasets import SOURCES
 from hsc.errors import HscError
 from hsc.evaluation.protocols import (Protocol, protocols_for, run_protocols, scored_image_rows, scored_relevance,
                                      splits_to_score)
 from hsc.evaluation.ranks import fold_metrics, rank_metrics
-from hsc.params import DATASETS
+from hsc_app.params import DATASETS
 
 
 def touch_splits(tmp_path: Path, *splits: str) -> Path:

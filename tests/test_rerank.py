@@ -14,7 +14,7 @@ from hsc.evaluation.protocols import Protocol, run_protocols
 from hsc.evaluation.rerank import top_k, two_stage_protocols
 from hsc.evaluation.scoring import SplitEmbeddings
 from hsc.loss import ContrastiveLoss, ShortlistObjective
-from hsc.params import parse_params
+from hsc_app.params import parse_params
 
 
 class MatrixModel:
@@ -137,7 +137,7 @@ def test_rerank_sweep_writes_the_plot_tsv(tmp_path: Path, tiny_prepared: Path) -
     from test_api import tiny_checkpoint
     from typer.testing import CliRunner
 
-    from hsc.cli import app
+    from hsc_app.cli import app
 
     checkpoint = tiny_checkpoint(tmp_path / "best.pt", tiny_prepared)
     params = tmp_path / "params.yaml"
@@ -194,7 +194,7 @@ def test_pooled_shortlister_and_pooled_models_under_rerank(tmp_path: Path) -> No
 def test_two_stage_refuses_splits_without_five_captions_per_image() -> None:
     from types import SimpleNamespace
 
-    from stages.evaluate import _check_five_per_image
+    from hsc_app.stages.evaluate import _check_five_per_image
 
     readers = {"test": SimpleNamespace(path="data/prepared/own/test.h5")}
     _check_five_per_image(readers, {"test": np.arange(10) // 5})  # SCAN's layout passes

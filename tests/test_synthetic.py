@@ -15,8 +15,8 @@ from hsc.data.synthetic_lexicon import ATTRIBUTES, BACKGROUNDS, FILLER_WORDS, OB
 from hsc.data.synthetic_scenes import Scene, SceneObject, SceneRelation
 from hsc.data.synthetic_world import World, render_regions
 from hsc.errors import HscError
-from hsc.params import SyntheticParams, parse_params
-from stages.download import app as download_app
+from hsc_app.params import SyntheticParams, parse_params
+from hsc_app.stages.download import app as download_app
 
 SMALL = SyntheticParams(n_train=60, n_dev=10, n_test=20, feat_dim=32)
 FILES = [f"{split}_{kind}" for split in SPLITS for kind in ("ims.npy", "caps.txt")]

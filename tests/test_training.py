@@ -11,9 +11,9 @@ import torch
 from hsc.checkpoint import load_checkpoint, save_checkpoint
 from hsc.errors import HscError
 from hsc.loss import ContrastiveLoss
-from hsc.params import Params
-from hsc.training.loop import Trainer, learning_rate
-from hsc.training.resume import run_fingerprint
+from hsc_app.params import Params
+from hsc_app.training.loop import Trainer, learning_rate
+from hsc_app.training.resume import run_fingerprint
 
 
 def tiny_params(tiny_params_dict: dict, **train) -> Params:
@@ -199,7 +199,7 @@ def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_
 
 
 def test_fingerprint_changes_with_the_package_code(tiny_params_dict, monkeypatch):
-    import hsc.training.resume as resume
+    import hsc_app.training.resume as resume
 
     base = run_fingerprint(tiny_params(tiny_params_dict), {"data": 1})
     monkeypatch.setattr(resume, "code_digest", lambda: "edited")

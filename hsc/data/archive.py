@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 from hsc.data.fetch import copy_stream, require_free_space
-from hsc.data.sources import Source
+from hsc.data.datasets import Source
 from hsc.errors import HscError
 from hsc.progress import bar
 

@@ -24,7 +24,7 @@ import numpy as np
 from hsc.atomic import atomic_path, save_npy, write_text
 from hsc.data.precomp import captions_file, features_file
 from hsc.errors import HscError
-from hsc.params import CocoFormatParams
+from hsc_app.params import CocoFormatParams
 
 SPLITS = ("train", "dev", "test")
 # Karpathy's split names -> ours: restval is the 30K of val that COCO training adds.

@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 from hsc.atomic import atomic_directory
 from hsc.data.archive import extract_dataset
 from hsc.data.fetch import BACKOFF_S, FetchError, cached_archive, link_or_copy
-from hsc.data.sources import Source, source_for
+from hsc.data.datasets import Source, source_for
 from hsc.errors import HscError
-from hsc.params import Params
+from hsc_app.params import Params
 
 
 def acquire(params: Params, out: Path, cache: Path, mirror: Optional[str] = None,

@@ -17,7 +17,7 @@ from hsc.data.store import write_split
 from hsc.data.tokenizer import tokenize_all, tokenizer_name
 from hsc.data.vocab import Vocabulary
 from hsc.hashing import sha256_files
-from hsc.params import PrepareParams
+from hsc_app.params import PrepareParams
 from hsc.progress import track
 
 

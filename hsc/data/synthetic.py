@@ -17,13 +17,13 @@ import numpy as np
 
 from hsc.atomic import save_npy, write_json, write_text
 from hsc.data.precomp import captions_file, features_file
-from hsc.data.sources import SOURCES
+from hsc.data.datasets import SOURCES
 from hsc.data.synthetic_captions import write_captions
 from hsc.data.synthetic_lexicon import ATTRIBUTES, OBJECTS, RELATIONS
 from hsc.data.synthetic_scenes import Scene, TwinEdit, make_twin, max_relations, sample_scene
 from hsc.data.synthetic_world import World, render_regions, sample_world
 from hsc.errors import HscError
-from hsc.params import CocoFormatParams, SyntheticParams
+from hsc_app.params import CocoFormatParams, SyntheticParams
 from hsc.progress import bar
 
 SPLITS = SOURCES["synthetic"].splits

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from hsc.params import SyntheticParams
+from hsc_app.params import SyntheticParams
 
 if TYPE_CHECKING:  # the world module imports this one at run time
     from hsc.data.synthetic_world import World

@@ -17,7 +17,7 @@ import numpy as np
 
 from hsc.data.synthetic_lexicon import ATTRIBUTES, BACKGROUNDS, FILLER_WORDS, OBJECTS, RELATIONS, Concept, words_of
 from hsc.data.synthetic_scenes import Scene
-from hsc.params import SyntheticParams
+from hsc_app.params import SyntheticParams
 
 VIEWS_PER_OBJECT = 4
 # Relative strengths of the parts of a region's signal (the category has strength 1).

@@ -15,7 +15,7 @@ import numpy as np
 from hsc.errors import HscError
 from hsc.evaluation.ranks import (RecallCurve, curve_from_ranks, five_per_image, fold_ranks, mean_curve, mean_metrics,
                                   metrics_from_ranks, query_ranks)
-from hsc.params import DATASETS
+from hsc_app.params import DATASETS
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def rerank_sweep(
     from hsc.evaluation.protocols import protocols_for, run_protocols, scored_image_rows
     from hsc.evaluation.rerank import split_vectors, two_stage_protocols
     from hsc.evaluation.scoring import encode_split, score_matrix
-    from hsc.params import MIN_RERANK_K, load_params
+    from hsc_app.params import MIN_RERANK_K, load_params
 
     try:
         sizes = [int(k) for k in ks.split(",")]

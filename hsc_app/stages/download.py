@@ -28,8 +28,8 @@ def download(
     the chosen dataset."""
     from hsc import interrupt
     from hsc.data.download import acquire
-    from hsc.data.sources import source_for
-    from hsc.params import load_params
+    from hsc.data.datasets import source_for
+    from hsc_app.params import load_params
 
     p = load_params(params)
     if p.dataset == "synthetic":  # sizes that depend on each other and on the generator's lexicon
@@ -60,6 +60,6 @@ def _warn_untracked(settings) -> None:
 
 
 if __name__ == "__main__":
-    from hsc.cli import run_app
+    from hsc_app.cli import run_app
 
     run_app(app)

@@ -17,7 +17,7 @@ from typing import Any
 import hsc
 from hsc.checkpoint import DamagedCheckpoint, OutdatedCheckpoint, load_checkpoint
 from hsc.errors import HscError
-from hsc.params import Params
+from hsc_app.params import Params
 
 # Fields of TrainParams that do not change the trained weights.
 _NEUTRAL_TRAIN_FIELDS = {"epochs", "device", "workers", "val_every_steps", "amp"}

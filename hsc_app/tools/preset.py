@@ -11,7 +11,7 @@ from hsc.errors import HscError
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("hsc.presets").iterdir()
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("hsc_app.presets").iterdir()
                   if p.name.endswith(".yaml"))
 
 
@@ -20,9 +20,9 @@ def preset_text(name: str) -> str:
         raise HscError(f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}")
     import yaml  # here, not at the top: the CLI imports this module on every start
 
-    from hsc.params import parse_params
+    from hsc_app.params import parse_params
 
-    text = resources.files("hsc.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files("hsc_app.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     parse_params(yaml.safe_load(text), source=f"preset {name}")
     return text
 

@@ -26,7 +26,7 @@ def prepare(
     from rich.console import Console
 
     from hsc.data.prepare import prepare_dataset
-    from hsc.params import load_params
+    from hsc_app.params import load_params
 
     settings = load_params(params)
     console = Console()
@@ -42,6 +42,6 @@ def prepare(
 
 
 if __name__ == "__main__":
-    from hsc.cli import run_app
+    from hsc_app.cli import run_app
 
     run_app(app)

@@ -30,8 +30,8 @@ def train(
 
     from hsc import interrupt
     from hsc.distributed import relaunch, stop, under_torchrun
-    from hsc.params import load_params
-    from hsc.training.loop import Trainer
+    from hsc_app.params import load_params
+    from hsc_app.training.loop import Trainer
 
     settings = load_params(params)
     cfg = settings.train
@@ -51,6 +51,6 @@ def train(
 
 
 if __name__ == "__main__":
-    from hsc.cli import run_app
+    from hsc_app.cli import run_app
 
     run_app(app)

@@ -45,7 +45,7 @@ def evaluate(
                                           splits_to_score)
     from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
-    from hsc.params import load_params
+    from hsc_app.params import load_params
 
     settings = load_params(params).evaluate
     world, device = start(settings.device, "evaluate.device")
@@ -117,6 +117,6 @@ def _extended(reader, sims, image_ids) -> dict:
 
 
 if __name__ == "__main__":
-    from hsc.cli import run_app
+    from hsc_app.cli import run_app
 
     run_app(app)

@@ -27,13 +27,13 @@ from hsc.loss import ContrastiveLoss, ShortlistObjective, hardest_negatives
 from hsc.models.base import RetrievalModel
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc.params import Params
+from hsc_app.params import Params
 from hsc.progress import bar
 from hsc.training.collapse import FloorWatch, floor_patience
-from hsc.training.curves import Curves
+from hsc_app.training.curves import Curves
 from hsc.training.distributed import Gather, batch_plan, broadcast_parameters, pad_tokens, sync_batchnorm
 from hsc.training.phrases import phrase_objective
-from hsc.training.resume import resumable_state, run_fingerprint
+from hsc_app.training.resume import resumable_state, run_fingerprint
 from hsc.training.step import optimisation_step
 
 

@@ -1,0 +1,1 @@
+"""The ``hsc`` command-line application: pipeline stages, tools, params and training orchestration."""
