@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from hsc.data.download import acquire
 from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path, validator_path
-from hsc.data.datasets import SCAN_DATA_URL, source_for
+from hsc.data.datasets import SCAN_DATA_URL, dataset_for
 from hsc.errors import HscError
 from hsc_app.params import Params, parse_params
 from hsc_app.stages.download import app
@@ -195,14 +195,14 @@ def closed_port_url() -> str:
 
 
 def test_registry_lists_scan_files_per_dataset() -> None:
-    f30k, coco = source_for("f30k_precomp"), source_for("coco_precomp")
+    f30k, coco = dataset_for("f30k_precomp"), dataset_for("coco_precomp")
     assert f30k.url == coco.url == SCAN_DATA_URL
     assert set(f30k.files) == F30K_FILES
     assert set(coco.files) == F30K_FILES | {"testall_ims.npy", "testall_caps.txt"}
     assert coco.member("testall_caps.txt") == "data/coco_precomp/testall_caps.txt"
-    assert source_for("synthetic").url is None
+    assert dataset_for("synthetic").url is None
     with pytest.raises(HscError, match="unknown"):
-        source_for("imagenet")
+        dataset_for("imagenet")
 
 
 # --- HTTP -----------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsc.data.datasets import SOURCES
+from hsc.data.datasets import DATASETS, Protocol
 from hsc.errors import HscError
-from hsc.evaluation.protocols import (Protocol, protocols_for, run_protocols, scored_image_rows, scored_relevance,
+from hsc.evaluation.protocols import (protocols_for, run_protocols, scored_image_rows, scored_relevance,
                                      splits_to_score)
 from hsc.evaluation.ranks import fold_metrics, rank_metrics
-from hsc_app.params import DATASETS
 
 
 def touch_splits(tmp_path: Path, *splits: str) -> Path:
@@ -40,14 +39,9 @@ def test_synthetic_adds_the_5fold_protocol_when_the_images_divide_by_5() -> None
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_every_dataset_params_accept_has_a_source_and_protocols(tmp_path: Path, dataset: str) -> None:
-    assert dataset in SOURCES
+def test_every_dataset_scores_its_test_split_with_some_protocol(tmp_path: Path, dataset: str) -> None:
     assert splits_to_score(dataset, touch_splits(tmp_path, "test")) == ["test"]
     assert protocols_for(dataset, {"test": 1000})
-
-
-def test_every_source_is_a_dataset_params_accept() -> None:
-    assert set(SOURCES) == set(DATASETS)
 
 
 def test_missing_split_and_unknown_dataset(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 from hsc.data.fetch import copy_stream, require_free_space
-from hsc.data.datasets import Source
+from hsc.data.datasets import Dataset
 from hsc.errors import HscError
 from hsc.progress import bar
 
@@ -21,7 +21,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _MIRROR_HINT = "delete it and re-run, or set download.mirror (or --mirror) to another copy"
 
 
-def extract_dataset(archive: Path, source: Source, out_dir: Path) -> None:
+def extract_dataset(archive: Path, source: Dataset, out_dir: Path) -> None:
     """Write ``source.files`` from ``archive`` into ``out_dir`` (flat), with a byte progress bar."""
     with _open_zip(archive) as zf:
         infos = zf.infolist()
@@ -29,9 +29,9 @@ def extract_dataset(archive: Path, source: Source, out_dir: Path) -> None:
             _reject_escaping(archive, info.filename)
         chosen = choose_members(archive, infos, source)
         total = sum(info.file_size for info in chosen.values())
-        require_free_space(out_dir, total, f"extracting {source.dataset} from {archive}")
+        require_free_space(out_dir, total, f"extracting {source.name} from {archive}")
         with bar(transfer=True) as progress:
-            task = progress.add_task(f"extract {source.dataset}", total=total)
+            task = progress.add_task(f"extract {source.name}", total=total)
             for file_name, info in chosen.items():
                 try:
                     with zf.open(info) as src, (out_dir / file_name).open("wb") as dst:
@@ -41,7 +41,7 @@ def extract_dataset(archive: Path, source: Source, out_dir: Path) -> None:
                                    f"{_MIRROR_HINT}") from None
 
 
-def choose_members(archive: Path, infos: list[zipfile.ZipInfo], source: Source) -> dict[str, zipfile.ZipInfo]:
+def choose_members(archive: Path, infos: list[zipfile.ZipInfo], source: Dataset) -> dict[str, zipfile.ZipInfo]:
     """Map each of ``source.files`` to its member: SCAN's ``data/<name>/<file>`` if present,
     else the shallowest ``.../<name>/<file>`` (mirrors re-zip the tree under other roots)."""
     by_path = {info.filename: info for info in infos if not info.is_dir()}
@@ -51,7 +51,7 @@ def choose_members(archive: Path, infos: list[zipfile.ZipInfo], source: Source) 
         if exact in by_path:
             chosen[file_name] = by_path[exact]
             continue
-        suffix = f"{source.dataset}/{file_name}"
+        suffix = f"{source.name}/{file_name}"
         matches = sorted((p for p in by_path if p == suffix or p.endswith("/" + suffix)), key=len)
         if matches:
             chosen[file_name] = by_path[matches[0]]

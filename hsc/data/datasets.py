@@ -1,4 +1,7 @@
-"""The registry of raw datasets: where each comes from and which files it needs.
+"""The datasets hsc knows, each in one place: where it comes from, its splits, its protocols.
+
+Params (``dataset``), the download stage and evaluation all read :data:`DATASETS`, so adding a
+dataset is one entry here.
 
 SCAN's precomputed bottom-up-attention features ship as one archive, ``data.zip`` (tens of
 GB), at :data:`SCAN_DATA_URL`. That link has been dead at times; known mirrors are the Kaggle
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Literal, Optional
 
 from hsc.errors import HscError
 
@@ -21,12 +24,36 @@ FILE_KINDS = ("ims.npy", "caps.txt")  # features (N, R, D) float32; 5 captions p
 
 
 @dataclass(frozen=True)
-class Source:
-    """One dataset: its archive URL (``None`` when generated locally) and its splits."""
+class Protocol:
+    """A named protocol: the whole ``split`` when ``folds`` is 1, else the mean over folds."""
 
-    dataset: str
+    name: str
+    split: str
+    folds: int = 1
+
+
+def _always(images: int) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class ProtocolRule:
+    """A protocol and when it applies, given the image count of its (scored) split."""
+
+    protocol: Protocol
+    applies: Callable[[int], bool] = _always
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset: its archive URL (``None`` when generated or converted locally), its splits,
+    the split evaluation scores (the first of ``scored_splits`` that was prepared) and its protocols."""
+
+    name: str
     url: Optional[str]
     splits: tuple[str, ...]
+    protocols: tuple[ProtocolRule, ...]
+    scored_splits: tuple[str, ...] = ("test",)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -39,23 +66,36 @@ class Source:
 
     def member(self, file_name: str) -> str:
         """The archive member that holds ``file_name`` (SCAN's ``data/<name>/`` layout)."""
-        return f"data/{self.dataset}/{file_name}"
+        return f"data/{self.name}/{file_name}"
 
 
-SOURCES: dict[str, Source] = {
-    "synthetic": Source("synthetic", None, ("train", "dev", "test")),
-    "f30k_precomp": Source("f30k_precomp", SCAN_DATA_URL, ("train", "dev", "test")),
-    # `testall` is the 5K test set; `test` is its first 1K fold.
-    "coco_precomp": Source("coco_precomp", SCAN_DATA_URL, ("train", "dev", "test", "testall")),
-    # Your own COCO-format captions, split file and features (params section coco_format).
-    "coco_format": Source("coco_format", None, ("train", "dev", "test")),
-}
+_DATASETS = (
+    Dataset("synthetic", None, ("train", "dev", "test"), (
+        ProtocolRule(Protocol("synthetic_full", "test")),
+        ProtocolRule(Protocol("synthetic_5fold", "test", folds=5), lambda images: images % 5 == 0),
+    )),
+    Dataset("f30k_precomp", SCAN_DATA_URL, ("train", "dev", "test"), (ProtocolRule(Protocol("f30k_1k", "test")),)),
+    # `testall` is the 5K test set; `test` is its first 1K fold, scored only when testall is absent.
+    Dataset("coco_precomp", SCAN_DATA_URL, ("train", "dev", "test", "testall"), (
+        ProtocolRule(Protocol("coco_5k", "testall")),
+        ProtocolRule(Protocol("coco_1k", "testall", folds=5)),
+        ProtocolRule(Protocol("coco_1k", "test")),
+    ), scored_splits=("testall", "test")),
+    # Your own COCO-format captions, split file and features (params section coco_format);
+    # COCO's 5K test split also gets its 5-fold 1K protocol.
+    Dataset("coco_format", None, ("train", "dev", "test"), (
+        ProtocolRule(Protocol("coco_format_test", "test")),
+        ProtocolRule(Protocol("coco_format_1k", "test", folds=5), lambda images: images == 5000),
+    )),
+)
+DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in _DATASETS}
+DatasetName = Literal[tuple(DATASETS)]  # params' `dataset` key accepts exactly these names
 
 
-def source_for(dataset: str) -> Source:
-    """The registered source of ``dataset``; an unknown name is a user error."""
+def dataset_for(name: str) -> Dataset:
+    """The registered dataset called ``name``; an unknown name is a user error."""
     try:
-        return SOURCES[dataset]
+        return DATASETS[name]
     except KeyError:
-        known = ", ".join(SOURCES)
-        raise HscError(f"dataset '{dataset}' is unknown; pick one of: {known}") from None
+        known = ", ".join(DATASETS)
+        raise HscError(f"dataset '{name}' is unknown; pick one of: {known}") from None

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from hsc.atomic import atomic_directory
 from hsc.data.archive import extract_dataset
 from hsc.data.fetch import BACKOFF_S, FetchError, cached_archive, link_or_copy
-from hsc.data.datasets import Source, source_for
+from hsc.data.datasets import Dataset, dataset_for
 from hsc.errors import HscError
 from hsc_app.params import Params
 
@@ -27,9 +27,9 @@ def acquire(params: Params, out: Path, cache: Path, mirror: Optional[str] = None
             backoff_s: float = BACKOFF_S) -> None:
     """Build ``out`` for ``params.dataset``: generate it, or get it from ``mirror`` (which wins),
     ``params.download.mirror`` or the registered URL, downloading into ``cache`` if needed."""
-    source = source_for(params.dataset)
+    source = dataset_for(params.dataset)
     with atomic_directory(out) as build_dir:
-        if source.dataset == "coco_format":
+        if source.name == "coco_format":
             from hsc.data.coco_format import convert  # pycocotools is only needed for this source
 
             convert(params.coco_format, build_dir)
@@ -54,32 +54,32 @@ def acquire(params: Params, out: Path, cache: Path, mirror: Optional[str] = None
         else:
             raise HscError(f"mirror '{location}' (download.mirror or --mirror): no such file or directory; "
                            f"give an http(s):// or file:// URL of SCAN's data.zip, a local zip, "
-                           f"or a directory holding data/{source.dataset}/")
+                           f"or a directory holding data/{source.name}/")
 
 
-def find_dataset_dir(root: Path, source: Source) -> Path:
+def find_dataset_dir(root: Path, source: Dataset) -> Path:
     """The directory under ``root`` that holds the dataset's files: ``root/data/<name>``
     (root holds ``data/``), ``root/<name>`` (root is ``data/``), or ``root`` itself."""
-    for candidate in (root / "data" / source.dataset, root / source.dataset):
+    for candidate in (root / "data" / source.name, root / source.name):
         if candidate.is_dir():
             return candidate
     if any((root / name).is_file() for name in source.files):
         return root
-    raise HscError(f"{root}: no files of {source.dataset} (looked in data/{source.dataset}/, "
-                   f"{source.dataset}/ and the directory itself); point download.mirror or --mirror "
+    raise HscError(f"{root}: no files of {source.name} (looked in data/{source.name}/, "
+                   f"{source.name}/ and the directory itself); point download.mirror or --mirror "
                    f"at a directory laid out like SCAN's data/")
 
 
-def _link_from_directory(root: Path, source: Source, build_dir: Path) -> None:
+def _link_from_directory(root: Path, source: Dataset, build_dir: Path) -> None:
     found = find_dataset_dir(root, source)
     missing = source.missing_in(found)
     if missing:
-        raise HscError(f"{found}: missing {', '.join(missing)} of {source.dataset}; "
+        raise HscError(f"{found}: missing {', '.join(missing)} of {source.name}; "
                        f"complete the directory or use SCAN's data.zip")
     link_or_copy([(found / name, build_dir / name) for name in source.files])
 
 
-def _generate(params: Params, source: Source, build_dir: Path) -> None:
+def _generate(params: Params, source: Dataset, build_dir: Path) -> None:
     from hsc.data.synthetic import generate  # the generator pulls in numpy; only this branch needs it
 
     generate(params.synthetic, build_dir)
@@ -94,7 +94,7 @@ def _local_path(location: str) -> Path:
     return Path(location).expanduser()
 
 
-def _where_else(source: Source, out: Path) -> str:
+def _where_else(source: Dataset, out: Path) -> str:
     # Never suggest filling ``out`` by hand: it is the stage's output, which DVC deletes before the stage runs.
     return (f"set download.mirror in params.yaml (or --mirror) to a mirror URL, a local zip, or a directory "
-            f"outside {out} holding data/{source.dataset}/ (files placed there by hand are linked in)")
+            f"outside {out} holding data/{source.name}/ (files placed there by hand are linked in)")

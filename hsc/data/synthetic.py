@@ -17,7 +17,7 @@ import numpy as np
 
 from hsc.atomic import save_npy, write_json, write_text
 from hsc.data.precomp import captions_file, features_file
-from hsc.data.datasets import SOURCES
+from hsc.data.datasets import DATASETS
 from hsc.data.synthetic_captions import write_captions
 from hsc.data.synthetic_lexicon import ATTRIBUTES, OBJECTS, RELATIONS
 from hsc.data.synthetic_scenes import Scene, TwinEdit, make_twin, max_relations, sample_scene
@@ -26,7 +26,7 @@ from hsc.errors import HscError
 from hsc_app.params import CocoFormatParams, SyntheticParams
 from hsc.progress import bar
 
-SPLITS = SOURCES["synthetic"].splits
+SPLITS = DATASETS["synthetic"].splits
 MIN_CLUTTER_REGIONS = 2
 TEST_FOLDS = 5  # the 5-fold 1K protocol slices the test split into this many equal folds
 

@@ -12,19 +12,10 @@ from typing import Mapping
 
 import numpy as np
 
+from hsc.data.datasets import DATASETS, Dataset, Protocol
 from hsc.errors import HscError
 from hsc.evaluation.ranks import (RecallCurve, curve_from_ranks, five_per_image, fold_ranks, mean_curve, mean_metrics,
                                   metrics_from_ranks, query_ranks)
-from hsc_app.params import DATASETS
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A named protocol: the whole ``split`` when ``folds`` is 1, else the mean over folds."""
-
-    name: str
-    split: str
-    folds: int = 1
 
 
 @dataclass(frozen=True)
@@ -35,39 +26,31 @@ class ProtocolResult:
     extra: dict[str, float] = field(default_factory=dict)  # two-stage figures (hsc/evaluation/rerank.py)
 
 
+class MissingSplit(HscError):
+    """A split the dataset's protocols score was not prepared."""
+
+
 def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
-    """The splits whose score matrices the dataset's protocols need, checked to exist."""
-    if dataset == "coco_precomp" and (data_dir / "testall.h5").is_file():
-        splits = ["testall"]
-    elif dataset in DATASETS:
-        splits = ["test"]
-    else:
-        raise HscError(f"{data_dir}: unknown dataset '{dataset}' (expected one of: {', '.join(DATASETS)})")
-    for split in splits:
-        if not (data_dir / f"{split}.h5").is_file():
-            raise HscError(f"{data_dir / f'{split}.h5'}: missing; run `dvc repro prepare` first")
-    return splits
+    """The split whose score matrix the dataset's protocols need (the first of its
+    ``scored_splits`` that was prepared), checked to exist."""
+    spec = _dataset(dataset, f"{data_dir}: ")
+    prepared = [split for split in spec.scored_splits if (data_dir / f"{split}.h5").is_file()]
+    if not prepared:
+        missing = data_dir / f"{spec.scored_splits[-1]}.h5"
+        raise MissingSplit(f"{missing}: missing; prepare the {dataset} data into {data_dir} first")
+    return prepared[:1]
 
 
 def protocols_for(dataset: str, split_images: Mapping[str, int]) -> list[Protocol]:
     """The protocols of ``dataset`` given the scored splits and their image counts."""
-    if dataset == "f30k_precomp":
-        return [Protocol("f30k_1k", "test")]
-    if dataset == "coco_precomp":
-        if "testall" in split_images:
-            return [Protocol("coco_5k", "testall"), Protocol("coco_1k", "testall", folds=5)]
-        return [Protocol("coco_1k", "test")]
-    if dataset == "synthetic":
-        protocols = [Protocol("synthetic_full", "test")]
-        if split_images["test"] % 5 == 0:
-            protocols.append(Protocol("synthetic_5fold", "test", folds=5))
-        return protocols
-    if dataset == "coco_format":  # COCO's 5K test split also gets its 5-fold 1K protocol
-        protocols = [Protocol("coco_format_test", "test")]
-        if split_images["test"] == 5000:
-            protocols.append(Protocol("coco_format_1k", "test", folds=5))
-        return protocols
-    raise HscError(f"unknown dataset '{dataset}' (expected one of: {', '.join(DATASETS)})")
+    return [rule.protocol for rule in _dataset(dataset, "").protocols
+            if rule.protocol.split in split_images and rule.applies(split_images[rule.protocol.split])]
+
+
+def _dataset(name: str, where: str) -> Dataset:
+    if name not in DATASETS:
+        raise HscError(f"{where}unknown dataset '{name}' (expected one of: {', '.join(DATASETS)})")
+    return DATASETS[name]
 
 
 def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndarray],

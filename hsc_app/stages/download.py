@@ -28,7 +28,7 @@ def download(
     the chosen dataset."""
     from hsc import interrupt
     from hsc.data.download import acquire
-    from hsc.data.datasets import source_for
+    from hsc.data.datasets import dataset_for
     from hsc_app.params import load_params
 
     p = load_params(params)
@@ -44,7 +44,7 @@ def download(
     if p.dataset == "coco_format":
         _warn_untracked(p.coco_format)
     acquire(p, out, cache=cache, mirror=mirror)
-    typer.echo(f"{p.dataset}: {len(source_for(p.dataset).files)} files in {out}")
+    typer.echo(f"{p.dataset}: {len(dataset_for(p.dataset).files)} files in {out}")
 
 
 TRACKED_OWN_DIR = Path("data/own")  # a dependency of the download stage in dvc.yaml
