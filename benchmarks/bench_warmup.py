@@ -20,8 +20,8 @@ from pathlib import Path
 from hsc.data.prepare import prepare_dataset
 from hsc.data.synthetic import generate
 from hsc.errors import HscError
-from hsc_app.params import Params
 from hsc.training.collapse import FLOOR_RTOL
+from hsc_app.params import Params
 from hsc_app.training.loop import Trainer
 
 

@@ -14,8 +14,8 @@ import typer
 
 from hsc import interrupt
 from hsc.errors import HscError
-from hsc_app.tools import embed, import_checkpoint, metrics, preset, rerank_sweep, search
 from hsc_app.stages import download, evaluate, prepare, train
+from hsc_app.tools import embed, import_checkpoint, metrics, preset, rerank_sweep, search
 
 app = typer.Typer(
     help="HSC image-text retrieval: the DVC pipeline stages and tools.",

@@ -7,67 +7,20 @@ reported once, as one line naming the file and the key, before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Hashable, Literal, Optional, get_args
+from typing import Hashable, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hsc.data.config import PrepareConfig, RawDataConfig
 from hsc.errors import HscError, validation_error
 from hsc.models.config import ModelOverlay, resolve_config
 
-DatasetName = Literal["synthetic", "f30k_precomp", "coco_precomp", "coco_format"]
-DATASETS: tuple[str, ...] = get_args(DatasetName)
 MIN_RERANK_K = 10  # the largest R@K reported
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DownloadParams(Section):
-    """Where the raw SCAN-layout files come from (ignored for ``synthetic``)."""
-
-    mirror: Optional[str] = None  # http(s)://, file:// URL, local zip or SCAN-layout directory
-    timeout_s: float = Field(60.0, gt=0)
-    retries: int = Field(5, ge=0)
-
-
-class CocoFormatParams(Section):
-    """Your own data (dataset ``coco_format``): COCO caption files, a split file, region features."""
-
-    captions: list[str] = []  # COCO-format caption JSON files ({"images", "annotations"}), read with pycocotools
-    split_file: Optional[str] = None  # Karpathy's dataset_*.json, or {"train": [ids], "dev": [...], "test": [...]}
-    features: Optional[str] = None  # a directory of <image_id>.npy (R, D), or one .h5 / .npz keyed by image id
-
-
-class SyntheticParams(Section):
-    """Knobs of the generated SCAN-layout dataset (the embedded default)."""
-
-    seed: int = 0
-    n_train: int = Field(2000, ge=10)
-    n_dev: int = Field(250, ge=5)
-    n_test: int = Field(250, ge=5)
-    regions: int = Field(16, ge=4)  # regions per image (SCAN: 36)
-    feat_dim: int = Field(256, ge=16)  # region feature size (SCAN: 2048)
-    n_objects: int = Field(40, ge=4)  # object categories
-    n_attributes: int = Field(16, ge=2)
-    n_relations: int = Field(10, ge=2)
-    min_objects: int = Field(2, ge=1)
-    max_objects: int = Field(4, ge=1)
-    regions_per_object: int = Field(2, ge=1)
-    noise: float = Field(0.35, ge=0)  # std of region noise relative to concept signal
-    # Share of images made as a near-twin of another image of their split (each twin needs its own original).
-    hard_negative_rate: float = Field(0.3, ge=0, le=0.5)
-
-
-class PrepareParams(Section):
-    """Vocabulary and HDF5 conversion."""
-
-    vocab: str = "build"  # "build" from train+dev, or a path to a released SCAN vocab JSON
-    min_count: int = Field(4, ge=1)
-    dev_images: Optional[int] = Field(1000, ge=1)  # original loader's cut of dev; null keeps all
-    feature_dtype: Literal["float32", "float16"] = "float32"
-    phrases: bool = False  # entity and triple spans of every caption (SSAMT's phrase labels; the `phrases` extra)
 
 
 # params.yaml's model section: ``name`` picks a registered variant, other keys override its
@@ -118,12 +71,11 @@ class EvaluateParams(Section):
         return value
 
 
-class Params(Section):
-    dataset: DatasetName = "synthetic"
-    download: DownloadParams = DownloadParams()
-    synthetic: SyntheticParams = SyntheticParams()
-    coco_format: CocoFormatParams = CocoFormatParams()
-    prepare: PrepareParams = PrepareParams()
+class Params(RawDataConfig):
+    """The whole file: the library's data settings (dataset, download, synthetic, coco_format,
+    prepare), the model overlay, and the app's training and evaluation sections."""
+
+    prepare: PrepareConfig = PrepareConfig()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

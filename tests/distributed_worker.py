@@ -16,8 +16,8 @@ from hsc.distributed import start, stop
 from hsc.loss import ContrastiveLoss
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc_app.params import Params
 from hsc.training.distributed import average_gradients, batch_plan, pad_tokens, sync_batchnorm, synced
+from hsc_app.params import Params
 
 MODEL = {"embed_size": 32, "text": {"word_dim": 16, "dropout": 0.0}, "head": {"sim_dim": 16, "dropout": 0.0},
          "joint": {"local_dim": 16, "head_dropout": 0.0}}

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from hsc.api import gallery_path, load
 from hsc.checkpoint import save_checkpoint
-from hsc_app.cli import app
 from hsc.data.store import SplitReader
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
+from hsc_app.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -13,9 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from hsc.atomic import atomic_directory
-from hsc_app.cli import app
 from hsc.errors import HscError
 from hsc.models.config import resolve_config
+from hsc_app.cli import app
 from hsc_app.params import load_params
 from hsc_app.tools.preset import preset_names, preset_text
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hsc_app.cli import app
 from hsc.data.coco_format import convert
 from hsc.data.store import SplitReader
 from hsc.errors import HscError
+from hsc_app.cli import app
 from hsc_app.params import Params
 
 pytest.importorskip("pycocotools")

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from hsc.data.datasets import SCAN_DATA_URL, dataset_for
 from hsc.data.download import acquire
 from hsc.data.fetch import MANIFEST_NAME, archive_name, partial_path, validator_path
-from hsc.data.datasets import SCAN_DATA_URL, dataset_for
 from hsc.errors import HscError
 from hsc_app.params import Params, parse_params
 from hsc_app.stages.download import app

@@ -19,13 +19,13 @@ import torch
 from typer.testing import CliRunner
 
 from hsc.checkpoint import load_checkpoint, load_model
-from hsc_app.cli import app
 from hsc.data.vocab import SPECIALS, Vocabulary
 from hsc.errors import HscError
 from hsc.legacy.importer import import_released
 from hsc.models.config import ModelSpec
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
+from hsc_app.cli import app
 from released_checkpoints import FORMATS, CallsModuleFunction, save_released
 
 E, D, WORD, S, R, HEADS = 16, 32, 12, 8, 6, 4  # joint, feature, word, similarity dims; regions; affinity heads

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hsc_app.cli import app
 from hsc.errors import HscError
 from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
+from hsc_app.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ from hsc.errors import HscError
 from hsc.loss import ContrastiveLoss
 from hsc.models.config import VARIANTS, DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc_app.params import Params
-from hsc_app.training.loop import Trainer
 from hsc.training.phrases import PhraseBank, PhraseObjective
 from hsc.training.step import optimisation_step
+from hsc_app.params import Params
+from hsc_app.training.loop import Trainer
 from conftest import TINY_PARAMS
 
 

@@ -12,8 +12,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from hsc.data.fetch import copy_stream, require_free_space
 from hsc.data.datasets import Dataset
+from hsc.data.fetch import copy_stream, require_free_space
 from hsc.errors import HscError
 from hsc.progress import bar
 

@@ -11,13 +11,13 @@ import numpy as np
 
 from hsc.atomic import atomic_directory
 from hsc.data import precomp
+from hsc.data.config import PrepareConfig
 from hsc.data.phrases import load_parser, parse_captions, parser_name
 from hsc.data.precomp import SplitIds
 from hsc.data.store import write_split
 from hsc.data.tokenizer import tokenize_all, tokenizer_name
 from hsc.data.vocab import Vocabulary
 from hsc.hashing import sha256_files
-from hsc_app.params import PrepareParams
 from hsc.progress import track
 
 
@@ -29,7 +29,7 @@ class SplitSummary:
     unknown_rate: float
 
 
-def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams) -> tuple[list[SplitSummary], int]:
+def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareConfig) -> tuple[list[SplitSummary], int]:
     """Do the stage's work; returns per-split figures and the vocabulary size."""
     splits = [precomp.open_split(raw, name) for name in precomp.find_splits(raw)]
     precomp.check_same_feature_dims(splits)
