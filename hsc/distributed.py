@@ -71,9 +71,10 @@ def start(device_name: str, key: str) -> tuple[World, torch.device]:
     return current_world(), device
 
 
-def torchrun_command(argv: Sequence[str], nproc_per_node: int, nnodes: int,
+def torchrun_command(module: str, argv: Sequence[str], nproc_per_node: int, nnodes: int,
                      rdzv_endpoint: Optional[str]) -> list[str]:
-    """The command that runs ``hsc <argv>`` under ``torch.distributed.run`` with these process counts."""
+    """The command that runs ``python -m <module> <argv>`` under ``torch.distributed.run`` with these
+    process counts (the caller names its own entry module: the library knows no command line)."""
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}"]
     if nnodes == 1:
         launcher.append("--standalone")
@@ -84,12 +85,14 @@ def torchrun_command(argv: Sequence[str], nproc_per_node: int, nnodes: int,
                            f"(or {RDZV_ENV}) to host:port of a machine every node reaches")
         launcher += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
                      f"--rdzv_id={os.environ.get('HSC_RDZV_ID', 'hsc')}"]
-    return [*launcher, "-m", "hsc_app.cli", *argv]
+    return [*launcher, "-m", module, *argv]
 
 
-def relaunch(argv: Sequence[str], nproc_per_node: int, nnodes: int, rdzv_endpoint: Optional[str]) -> int:
-    """Run ``hsc <argv>`` under torchrun and return its exit status (this process only waits)."""
-    return subprocess.run(torchrun_command(argv, nproc_per_node, nnodes, rdzv_endpoint), check=False).returncode
+def relaunch(module: str, argv: Sequence[str], nproc_per_node: int, nnodes: int,
+             rdzv_endpoint: Optional[str]) -> int:
+    """Run ``python -m <module> <argv>`` under torchrun and return its exit status (this process only waits)."""
+    return subprocess.run(torchrun_command(module, argv, nproc_per_node, nnodes, rdzv_endpoint),
+                          check=False).returncode
 
 
 def stop() -> None:

@@ -37,7 +37,7 @@ def train(
     cfg = settings.train
     if cfg.nproc_per_node * cfg.nnodes > 1 and not under_torchrun():
         args = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]  # `hsc train` or stages/train.py
-        raise typer.Exit(relaunch(args, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint))
+        raise typer.Exit(relaunch("hsc_app.cli", args, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint))
     if init is not None:
         settings.train.init = str(init)
     try:

@@ -1,8 +1,8 @@
 """Deciding whether an existing ``last`` checkpoint may be resumed.
 
 A run is identified by a fingerprint of everything that shapes its result: the model and
-training params, the data, and the code of the ``hsc`` package (a fix to the model must not
-resume weights trained before it). ``epochs`` is left out on purpose: raising it continues a
+training params, the data, and the code of the ``hsc`` library and of this app (a fix to the
+model must not resume weights trained before it). ``epochs`` is left out on purpose: raising it continues a
 finished run. Device, AMP, workers and validation frequency are left out too: they change the
 numbers only at rounding level, and a run started on one device may go on on another.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hsc
+import hsc_app
 from hsc.checkpoint import DamagedCheckpoint, OutdatedCheckpoint, load_checkpoint
 from hsc.errors import HscError
 from hsc_app.params import Params
@@ -24,12 +25,13 @@ _NEUTRAL_TRAIN_FIELDS = {"epochs", "device", "workers", "val_every_steps", "amp"
 
 
 def code_digest() -> str:
-    """sha256 over the source files of the installed ``hsc`` package."""
-    root = Path(hsc.__file__).parent
+    """sha256 over the source files of the installed ``hsc`` and ``hsc_app`` packages."""
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+    for package in (hsc, hsc_app):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package.__name__}/{path.relative_to(root)}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
