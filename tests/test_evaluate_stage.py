@@ -11,39 +11,22 @@ import torch
 from typer.testing import CliRunner
 
 from hsc.checkpoint import save_checkpoint
-from hsc.data.store import write_split
-from hsc.data.vocab import EncodedCaptions
 from hsc.errors import HscError
 from hsc.evaluation.ranks import METRIC_KEYS, fold_metrics, rank_metrics
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 from hsc_app.stages.evaluate import app
+from factories import random_captions, write_h5_split
 
 VOCAB_SHA = "a" * 64
 REGIONS, FEAT_DIM, VOCAB_SIZE = 4, 8, 20
 
 
-class ArrayFeatures:
-    def __init__(self, feats: np.ndarray) -> None:
-        self.feats = feats
-        self.features_path = Path("memory_ims.npy")
-        self.regions, self.feat_dim = feats.shape[1:]
-
-    def read_rows(self, start: int, stop: int) -> np.ndarray:
-        return self.feats[start:stop]
-
-
 def prepare_split(data: Path, dataset: str, split: str, n_images: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    n_captions = 5 * n_images
-    lengths = rng.integers(3, 9, n_captions)
-    tokens = rng.integers(4, VOCAB_SIZE, int(lengths.sum())).astype(np.int32)
-    captions = EncodedCaptions(tokens=tokens, offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                               n_words=int(lengths.sum()), n_unknown=0)
-    attrs = {"dataset": dataset, "split": split, "tokenizer": "test", "vocab_sha256": VOCAB_SHA,
-             "vocab_size": VOCAB_SIZE, "source_sha256": "{}", "captions_per_image": 5}
+    captions = random_captions(rng, 5 * n_images, VOCAB_SIZE)
     feats = rng.standard_normal((n_images, REGIONS, FEAT_DIM)).astype(np.float32)
-    write_split(data / f"{split}.h5", ArrayFeatures(feats), n_images, captions, np.arange(n_captions) // 5, attrs)
+    write_h5_split(data / f"{split}.h5", feats, captions, dataset=dataset, vocab_sha256=VOCAB_SHA, vocab_size=VOCAB_SIZE)
 
 
 def make_checkpoint(path: Path, seed: int, vocab_sha256: str = VOCAB_SHA) -> Path:

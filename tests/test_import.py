@@ -9,7 +9,6 @@ released weights: the encoders are written out below, the head is hsc.models.ref
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from hsc.models.config import ModelSpec
 from hsc.models.reference import loop_similarity
 from hsc.models.registry import build_model
 from hsc_app.cli import app
+from factories import write_released_vocab
 from released_checkpoints import FORMATS, CallsModuleFunction, save_released
 
 E, D, WORD, S, R, HEADS = 16, 32, 12, 8, 6, 4  # joint, feature, word, similarity dims; regions; affinity heads
@@ -106,10 +106,7 @@ def _opt(model: str) -> argparse.Namespace:
 
 
 def write_vocab(path: Path, n_words: int) -> Path:
-    words = [*SPECIALS, *(f"word{i}" for i in range(n_words - len(SPECIALS)))]
-    path.write_text(json.dumps({"word2idx": {w: i for i, w in enumerate(words)},
-                                "idx2word": {str(i): w for i, w in enumerate(words)}, "idx": len(words)}))
-    return path
+    return write_released_vocab(path, [*SPECIALS, *(f"word{i}" for i in range(n_words - len(SPECIALS)))])
 
 
 @pytest.fixture

@@ -10,23 +10,13 @@ import pytest
 from hsc.data import precomp
 from hsc.data.tokenizer import tokenize
 from hsc.errors import HscError
-
-
-def write_raw_split(raw: Path, split: str, n_images: int, captions_per_image: int = 5,
-                    regions: int = 3, dim: int = 4) -> np.ndarray:
-    """A tiny SCAN-layout split; returns its features."""
-    raw.mkdir(parents=True, exist_ok=True)
-    features = np.arange(n_images * regions * dim, dtype=np.float32).reshape(n_images, regions, dim)
-    np.save(raw / f"{split}_ims.npy", features)
-    lines = [f"a dog number {j} ." for j in range(n_images * captions_per_image)]
-    (raw / f"{split}_caps.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return features
+from factories import write_raw_split
 
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
     for split in ("train", "dev", "test"):
-        write_raw_split(tmp_path, split, 4)
+        write_raw_split(tmp_path, split, 4, regions=3, dim=4)
     return tmp_path
 
 
@@ -61,7 +51,7 @@ def test_open_split_five_captions_per_image(raw: Path):
     assert (split.n_rows, split.regions, split.feat_dim, split.n_captions) == (4, 3, 4, 20)
     assert split.captions_per_image == 5
     assert split.caption_image(7).tolist() == [0, 0, 0, 0, 0, 1, 1]
-    assert list(split.captions())[6] == "a dog number 6 ."
+    assert list(split.captions())[6] == (raw / "train_caps.txt").read_text(encoding="utf-8").splitlines()[6]
 
 
 def test_open_split_one_row_per_caption(tmp_path: Path):
@@ -118,7 +108,7 @@ def test_missing_files(tmp_path: Path):
 
 
 def test_feature_dims_must_agree_across_splits(raw: Path):
-    write_raw_split(raw, "test", 4, dim=5)
+    write_raw_split(raw, "test", 4, regions=3, dim=5)
     splits = [precomp.open_split(raw, name) for name in ("train", "dev", "test")]
     one_line_error(raw / "test_ims.npy", "3 x 5 per image but train_ims.npy has 3 x 4",
                    precomp.check_same_feature_dims, splits)

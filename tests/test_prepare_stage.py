@@ -19,19 +19,7 @@ from hsc.data.store import SplitReader
 from hsc.data.vocab import SPECIALS, Vocabulary
 from hsc.errors import HscError
 from hsc_app.stages.prepare import app
-
-WORDS = ["a", "dog", "runs", "on", "grass", "red", "ball", "man", "the"]
-
-
-def write_raw_split(raw: Path, split: str, n_images: int, per_image: int = 5, dim: int = 8) -> np.ndarray:
-    raw.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(split) * 100 + n_images)
-    features = rng.standard_normal((n_images, 4, dim)).astype(np.float32)
-    np.save(raw / f"{split}_ims.npy", features)
-    lines = [" ".join(rng.choice(WORDS, 6)) for _ in range(n_images * per_image)]
-    (raw / f"{split}_caps.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return features
-
+from factories import WORDS, write_raw_split, write_released_vocab
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
@@ -75,7 +63,7 @@ def test_dev_is_cut_and_testall_is_kept(raw: Path, tmp_path: Path):
 def test_dev_cut_with_one_row_per_caption_keeps_five_captions_per_image(tmp_path: Path):
     raw = tmp_path / "raw"
     write_raw_split(raw, "train", 4)
-    write_raw_split(raw, "dev", 20, per_image=1)
+    write_raw_split(raw, "dev", 20, captions_per_image=1)
     write_raw_split(raw, "test", 2)
     summaries, _ = prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareConfig(dev_images=2))
     assert [(s.images, s.captions) for s in summaries if s.split == "dev"] == [(10, 10)]
@@ -83,9 +71,7 @@ def test_dev_cut_with_one_row_per_caption_keeps_five_captions_per_image(tmp_path
 
 def test_released_vocabulary_keeps_exact_ids(raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shuffled = [*SPECIALS, *sorted(WORDS, reverse=True)[:-1]]  # "a" is left out: unknown
-    (tmp_path / "released.json").write_text(json.dumps({
-        "word2idx": {w: i for i, w in enumerate(shuffled)},
-        "idx2word": {str(i): w for i, w in enumerate(shuffled)}, "idx": len(shuffled)}), encoding="utf-8")
+    write_released_vocab(tmp_path / "released.json", shuffled)
     monkeypatch.chdir(tmp_path)  # a relative prepare.vocab is read from the working directory
     summaries, size = prepare_dataset(raw, tmp_path / "out", "f30k_precomp", PrepareConfig(vocab="released.json"))
     assert size == len(shuffled)
@@ -170,7 +156,7 @@ def test_features_beyond_the_stored_dtype_name_file_and_row(raw: Path, tmp_path:
 def test_a_full_disk_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, small_disk: Path):
     raw = tmp_path / "raw"
     for split, n in (("train", 300), ("dev", 2), ("test", 2)):  # 4.9 MB of train features for a 1 MB disk
-        write_raw_split(raw, split, n, per_image=1, dim=1024)
+        write_raw_split(raw, split, n, captions_per_image=1, dim=1024)
     (tmp_path / "params.yaml").write_text("prepare:\n  dev_images: null\n", encoding="utf-8")
     out = small_disk / "prepared"
     # a subprocess: h5py used to crash the interpreter (segfault) closing the file after the failed write

@@ -12,38 +12,16 @@ import pytest
 from hsc.data import store
 from hsc.data.precomp import open_split
 from hsc.data.store import SplitReader, write_split
-from hsc.hashing import sha256_files
-from hsc.data.tokenizer import tokenize_all
-from hsc.data.vocab import Vocabulary
 from hsc.errors import HscError
+from hsc.hashing import sha256_files
+from factories import ArrayFeatures, encode, split_attrs, write_h5_split, write_raw_split
 
 CAPTIONS = ["a dog runs", "a red dog", "the cat", "a cat sits on a mat", "dog", "cat"]
 
 
-class ArraySource:
-    """An in-memory :class:`hsc.data.store.FeatureSource` that records the blocks asked for."""
-
-    def __init__(self, features: np.ndarray) -> None:
-        self.features = features
-        self.features_path = Path("memory_ims.npy")
-        _, self.regions, self.feat_dim = features.shape
-        self.blocks: list[tuple[int, int]] = []
-
-    def read_rows(self, start: int, stop: int) -> np.ndarray:
-        self.blocks.append((start, stop))
-        return self.features[start:stop]
-
-
-def attrs(split: str = "test") -> dict:
-    return {"dataset": "synthetic", "split": split, "tokenizer": "t", "vocab_sha256": "abc",
-            "vocab_size": 9, "source_sha256": "{}", "captions_per_image": 2}
-
-
 def make_split(path: Path, features: np.ndarray, feature_dtype: str = "float32") -> None:
-    vocab = Vocabulary.from_counts({"a": 4, "dog": 3, "cat": 3}, min_count=3)
-    captions = vocab.encode_table(tokenize_all(CAPTIONS))
-    write_split(path, ArraySource(features), len(features), captions,
-                np.arange(len(CAPTIONS)) // 2, attrs(), feature_dtype=feature_dtype)
+    write_h5_split(path, features, encode(CAPTIONS, min_count=3), vocab_sha256="abc",  # words a, dog, cat
+                   feature_dtype=feature_dtype)
 
 
 @pytest.fixture
@@ -100,25 +78,21 @@ def test_float16_overflow_is_a_user_error(tmp_path: Path, features: np.ndarray):
 def test_features_are_copied_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     features = np.random.default_rng(1).standard_normal((10, 4, 5)).astype(np.float32)
     monkeypatch.setattr(store, "BLOCK_BYTES", 3 * 4 * 5 * 4)  # three images per block
-    source = ArraySource(features)
-    vocab = Vocabulary.from_counts({}, min_count=1)
-    captions = vocab.encode_table(tokenize_all(f"caption {j}" for j in range(10)))
-    write_split(tmp_path / "train.h5", source, 10, captions, np.arange(10), attrs("train"))
+    source = ArrayFeatures(features)
+    write_h5_split(tmp_path / "train.h5", source, encode(f"caption {j}" for j in range(10)))
     assert source.blocks == [(0, 3), (3, 6), (6, 9), (9, 10)]
     np.testing.assert_array_equal(SplitReader(tmp_path / "train.h5").features(range(10)), features)
 
 
 def test_nan_in_raw_features_leaves_no_file(tmp_path: Path):
     raw = tmp_path / "raw"
-    raw.mkdir()
-    bad = np.zeros((2, 4, 5), dtype=np.float32)
+    bad = write_raw_split(raw, "test", 2)
     bad[1, 2, 3] = np.nan
     np.save(raw / "test_ims.npy", bad)
-    (raw / "test_caps.txt").write_text("x\n" * 10, encoding="utf-8")
     split = open_split(raw, "test")
-    captions = Vocabulary.from_counts({}, min_count=1).encode_table(tokenize_all(split.captions()))
     with pytest.raises(HscError, match="test_ims.npy: image row 1 holds NaN"):
-        write_split(tmp_path / "out" / "test.h5", split, 2, captions, split.caption_image(10), attrs())
+        write_split(tmp_path / "out" / "test.h5", split, 2, encode(split.captions()), split.caption_image(10),
+                    split_attrs("test"))
     assert not list((tmp_path / "out").iterdir())
 
 

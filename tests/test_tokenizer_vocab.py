@@ -14,6 +14,7 @@ from hsc.data.precomp import iter_captions
 from hsc.data.tokenizer import ABBREVIATIONS, tokenize, tokenize_all, tokenizer_name
 from hsc.data.vocab import END_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 from hsc.errors import HscError
+from factories import released_vocab
 
 
 def test_tokenize_lower_cases_and_splits_punctuation():
@@ -119,16 +120,11 @@ def test_f30k_test_captions_are_almost_all_known(shared_scan: Path):
     assert encoded.unknown_rate <= 0.01
 
 
-def _vocab_json(words: list[str]) -> dict:
-    return {"word2idx": {w: i for i, w in enumerate(words)},
-            "idx2word": {str(i): w for i, w in enumerate(words)}, "idx": len(words)}
-
-
 def _drop(data: dict, key: str) -> dict:
     return {k: v for k, v in data.items() if k != key}
 
 
-GOOD = _vocab_json([*SPECIALS, "dog", "cat"])
+GOOD = released_vocab([*SPECIALS, "dog", "cat"])
 BAD_VOCABS = {
     "missing word2idx": (_drop(GOOD, "word2idx"), "word2idx"),
     "missing idx2word": (_drop(GOOD, "idx2word"), "idx2word"),
@@ -137,7 +133,7 @@ BAD_VOCABS = {
     "id gap": ({**GOOD, "idx2word": {**_drop(GOOD["idx2word"], "5"), "6": "cat"}}, "idx2word"),
     "maps disagree": ({**GOOD, "word2idx": {**GOOD["word2idx"], "cat": 4, "dog": 5}}, "word2idx"),
     "extra word": ({**GOOD, "word2idx": {**GOOD["word2idx"], "cow": 6}}, "word2idx"),
-    "no specials": (_vocab_json(["dog", "<pad>", "<start>", "<end>", "<unk>"]), "idx2word"),
+    "no specials": (released_vocab(["dog", "<pad>", "<start>", "<end>", "<unk>"]), "idx2word"),
     "not an object": ([1, 2], "word2idx"),
 }
 
