@@ -103,6 +103,26 @@ class Retriever:
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(candidates[i]), float(scores[i]), [self.caption_text(int(candidates[i]))]) for i in order]
 
+    def save_vectors(self, path: str | Path, **attrs: str) -> None:
+        """Write image_vectors (N, E) with image_index, and caption_vectors (C, E) with caption_index
+        and caption_image, to HDF5 (atomically); ``attrs`` are stored beside ``model`` and ``vectors``.
+
+        image_index is each vector's row of the split's features, caption_index its caption, and
+        caption_image the image row of each caption. The vectors are a pooled model's own, or a
+        cross-attention model's shortlist vectors.
+        """
+        import h5py
+
+        with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as h5:
+            h5["image_vectors"] = self.image_vectors.numpy()
+            h5["image_index"] = self.image_rows
+            h5["caption_vectors"] = self.caption_vectors.numpy()
+            h5["caption_index"] = np.arange(len(self.caption_vectors))
+            h5["caption_image"] = np.asarray(self.reader.caption_image)
+            h5.attrs["model"] = self.model.spec.name
+            h5.attrs["vectors"] = "pooled" if self.model.granularity == "pooled" else "shortlist"
+            h5.attrs.update(attrs)
+
     def _vectors(self, images: torch.Tensor, captions: torch.Tensor,
                  lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with inference(self.model):

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hsc.atomic import atomic_directory, atomic_path, save_npy, write_json
+from hsc.errors import HscError
 from hsc.evaluation.protocols import ProtocolResult
 from hsc.evaluation.ranks import METRIC_KEYS, five_per_image, query_ranks
 
@@ -56,6 +57,23 @@ def save_split_scores(sims_dir: Path, split: str, sims: np.ndarray, caption_imag
                  caption_image=five_per_image(n_captions) if caption_image is None else caption_image,
                  image_ids=np.arange(n_images) if image_ids is None else image_ids,
                  caption_ids=np.arange(n_captions) if caption_ids is None else caption_ids)
+
+
+def load_caption_image(path: Path) -> np.ndarray:
+    """The caption -> image array of a .npy file, or the ``caption_image`` of a ranks .npz that
+    :func:`save_split_scores` wrote."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise HscError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError):
+        raise HscError(f"{path}: not a readable .npy or .npz file") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if "caption_image" not in loaded:
+                raise HscError(f"{path}: no 'caption_image' array; give the <split>_ranks.npz saved beside the scores")
+            return loaded["caption_image"]
+    return loaded
 
 
 def metrics_json(metrics: dict[str, float]) -> str:

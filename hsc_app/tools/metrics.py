@@ -21,7 +21,7 @@ def metrics(
 
     from hsc.errors import HscError
     from hsc.evaluation.ranks import fold_metrics, rank_metrics
-    from hsc.evaluation.report import metrics_json
+    from hsc.evaluation.report import load_caption_image, metrics_json
 
     if sims.suffix != ".npy":
         raise HscError(f"{sims}: expected a .npy file (numpy.save) of an images x captions score matrix")
@@ -34,27 +34,8 @@ def metrics(
     if not isinstance(matrix, np.ndarray):
         raise HscError(f"{sims}: not a readable .npy array; write scores with numpy.save(path, matrix)")
     source = str(sims)
-    mapping = None if caption_image is None else _load_mapping(caption_image)
+    mapping = None if caption_image is None else load_caption_image(caption_image)
     values = (rank_metrics(matrix, source, mapping) if folds == 1
               else fold_metrics(matrix, folds, source, mapping))
     print(metrics_json(values))
 
-
-def _load_mapping(path: Path):
-    """The caption -> image array of a .npy file, or the ``caption_image`` of a saved ranks .npz."""
-    import numpy as np
-
-    from hsc.errors import HscError
-
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise HscError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError):
-        raise HscError(f"{path}: not a readable .npy or .npz file") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if "caption_image" not in loaded:
-                raise HscError(f"{path}: no 'caption_image' array; give the ranks .npz of `hsc evaluate --save-sims`")
-            return loaded["caption_image"]
-    return loaded
