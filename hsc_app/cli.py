@@ -1,7 +1,7 @@
 """The ``hsc`` command: the four pipeline stages plus tools.
 
-Each stage lives in ``stages/<name>.py`` as one Typer command (DVC runs it through this
-entry point); the tools live in ``hsc/tools/``. Modules are imported here, but each keeps
+Each stage lives in ``hsc_app/stages/<name>.py`` as one Typer command (DVC runs it through this
+entry point); the tools live in ``hsc_app/tools/``. Modules are imported here, but each keeps
 its heavy imports (torch, h5py) inside the command so ``hsc --help`` stays fast.
 """
 
