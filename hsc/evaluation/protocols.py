@@ -26,10 +26,6 @@ class ProtocolResult:
     extra: dict[str, float] = field(default_factory=dict)  # two-stage figures (hsc/evaluation/rerank.py)
 
 
-class MissingSplit(HscError):
-    """A split the dataset's protocols score was not prepared."""
-
-
 def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
     """The split whose score matrix the dataset's protocols need (the first of its
     ``scored_splits`` that was prepared), checked to exist."""
@@ -37,7 +33,7 @@ def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
     prepared = [split for split in spec.scored_splits if (data_dir / f"{split}.h5").is_file()]
     if not prepared:
         missing = data_dir / f"{spec.scored_splits[-1]}.h5"
-        raise MissingSplit(f"{missing}: missing; prepare the {dataset} data into {data_dir} first")
+        raise HscError(f"{missing}: missing; prepare the {dataset} data into {data_dir} first")
     return prepared[:1]
 
 

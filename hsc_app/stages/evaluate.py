@@ -41,9 +41,8 @@ def evaluate(
     from hsc.devices import EVALUATE_MEMORY_ADVICE, out_of_memory_advice
     from hsc.distributed import start, stop
     from hsc.evaluation.ensemble import ensemble_scores
-    from hsc.errors import HscError
-    from hsc.evaluation.protocols import (MissingSplit, protocols_for, run_protocols, scored_image_rows,
-                                          scored_relevance, splits_to_score)
+    from hsc.evaluation.protocols import (protocols_for, run_protocols, scored_image_rows, scored_relevance,
+                                          splits_to_score)
     from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
     from hsc_app.params import load_params
@@ -52,11 +51,8 @@ def evaluate(
     world, device = start(settings.device, "evaluate.device")
     test = SplitReader(data / "test.h5")
     dataset = str(test.attrs["dataset"])
-    try:
-        scored = splits_to_score(dataset, data)
-    except MissingSplit as exc:
-        raise HscError(f"{exc} (`dvc repro prepare`)") from None
-    readers = {split: test if split == "test" else SplitReader(data / f"{split}.h5") for split in scored}
+    readers = {split: test if split == "test" else SplitReader(data / f"{split}.h5")
+               for split in splits_to_score(dataset, data)}
     rows = {split: scored_image_rows(r.n_images, r.caption_image, str(r.path)) for split, r in readers.items()}
     relevance = {split: scored_relevance(r.n_images, r.caption_image) for split, r in readers.items()}
     protocols = protocols_for(dataset, {split: len(r) for split, r in rows.items()})
