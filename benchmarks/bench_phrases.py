@@ -17,7 +17,7 @@ import argparse
 import re
 import time
 
-from hsc.data.config import SyntheticConfig
+from hsc.data.config import SyntheticParams
 from hsc.data.phrases import load_parser, parse_captions, parser_name
 from hsc.data.synthetic import build_dataset
 from hsc.data.tokenizer import tokenize
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
     args = parser.parse_args()
-    world, splits = build_dataset(SyntheticConfig())
+    world, splits = build_dataset(SyntheticParams())
     data = splits[args.split]
     nlp = load_parser()
     start = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Hashable, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hsc.data.config import PrepareConfig, RawDataConfig
+from hsc.data.config import PrepareParams, RawDataParams
 from hsc.errors import HscError, validation_error
 from hsc.models.config import ModelOverlay, resolve_config
 
@@ -71,11 +71,11 @@ class EvaluateParams(Section):
         return value
 
 
-class Params(RawDataConfig):
+class Params(RawDataParams):
     """The whole file: the library's data settings (dataset, download, synthetic, coco_format,
     prepare), the model overlay, and the app's training and evaluation sections."""
 
-    prepare: PrepareConfig = PrepareConfig()
+    prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

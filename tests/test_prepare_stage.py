@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import hsc.data.prepare
-from hsc.data.config import PrepareConfig
+from hsc.data.config import PrepareParams
 from hsc.data.prepare import prepare_dataset
 from hsc.data.store import SplitReader
 from hsc.data.vocab import SPECIALS, Vocabulary
@@ -52,7 +52,7 @@ def test_stage_writes_vocab_and_splits(raw: Path, tmp_path: Path):
 
 def test_dev_is_cut_and_testall_is_kept(raw: Path, tmp_path: Path):
     write_raw_split(raw, "testall", 5)
-    summaries, _ = prepare_dataset(raw, tmp_path / "out", "coco_precomp", PrepareConfig(dev_images=2))
+    summaries, _ = prepare_dataset(raw, tmp_path / "out", "coco_precomp", PrepareParams(dev_images=2))
     figures = {s.split: (s.images, s.captions) for s in summaries}
     assert figures == {"train": (12, 60), "dev": (2, 10), "test": (4, 20), "testall": (5, 25)}
     dev = SplitReader(tmp_path / "out" / "dev.h5")
@@ -65,7 +65,7 @@ def test_dev_cut_with_one_row_per_caption_keeps_five_captions_per_image(tmp_path
     write_raw_split(raw, "train", 4)
     write_raw_split(raw, "dev", 20, captions_per_image=1)
     write_raw_split(raw, "test", 2)
-    summaries, _ = prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareConfig(dev_images=2))
+    summaries, _ = prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareParams(dev_images=2))
     assert [(s.images, s.captions) for s in summaries if s.split == "dev"] == [(10, 10)]
 
 
@@ -73,7 +73,7 @@ def test_released_vocabulary_keeps_exact_ids(raw: Path, tmp_path: Path, monkeypa
     shuffled = [*SPECIALS, *sorted(WORDS, reverse=True)[:-1]]  # "a" is left out: unknown
     write_released_vocab(tmp_path / "released.json", shuffled)
     monkeypatch.chdir(tmp_path)  # a relative prepare.vocab is read from the working directory
-    summaries, size = prepare_dataset(raw, tmp_path / "out", "f30k_precomp", PrepareConfig(vocab="released.json"))
+    summaries, size = prepare_dataset(raw, tmp_path / "out", "f30k_precomp", PrepareParams(vocab="released.json"))
     assert size == len(shuffled)
     saved = Vocabulary.load(tmp_path / "out" / "vocab.json")
     assert [saved.word_of(i) for i in range(size)] == shuffled
@@ -108,15 +108,15 @@ def test_crash_midway_leaves_no_output(raw: Path, tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(hsc.data.prepare, "write_split", fail_on_dev)
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(raw, out, "synthetic", PrepareConfig())
+        prepare_dataset(raw, out, "synthetic", PrepareParams())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
 def test_rerun_replaces_previous_output(raw: Path, tmp_path: Path):
     out = tmp_path / "out"
-    prepare_dataset(raw, out, "synthetic", PrepareConfig())
+    prepare_dataset(raw, out, "synthetic", PrepareParams())
     (out / "stale.h5").write_bytes(b"old")
-    prepare_dataset(raw, out, "synthetic", PrepareConfig(min_count=1000))
+    prepare_dataset(raw, out, "synthetic", PrepareParams(min_count=1000))
     assert sorted(p.name for p in out.iterdir()) == ["dev.h5", "test.h5", "train.h5", "vocab.json"]
     assert len(Vocabulary.load(out / "vocab.json")) == len(SPECIALS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
@@ -125,7 +125,7 @@ def test_rerun_replaces_previous_output(raw: Path, tmp_path: Path):
 def test_mismatched_feature_dims_fail_before_writing(raw: Path, tmp_path: Path):
     write_raw_split(raw, "test", 4, dim=9)
     with pytest.raises(HscError, match="test_ims.npy: features are 4 x 9"):
-        prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareConfig())
+        prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareParams())
     assert not (tmp_path / "out").exists()
 
 
@@ -146,7 +146,7 @@ def test_features_beyond_the_stored_dtype_name_file_and_row(raw: Path, tmp_path:
     features[2, 1, 3] = value  # finite as float64, inf once cast to the stored dtype
     np.save(raw / "test_ims.npy", features)
     with pytest.raises(HscError) as info:
-        prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareConfig(feature_dtype=dtype))
+        prepare_dataset(raw, tmp_path / "out", "synthetic", PrepareParams(feature_dtype=dtype))
     message = str(info.value)
     assert message.startswith(f"{raw / 'test_ims.npy'}: image row 2 holds values beyond the {dtype} range")
     assert ("prepare.feature_dtype to float32" in message) == (dtype == "float16")

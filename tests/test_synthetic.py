@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hsc.data.config import SyntheticConfig
+from hsc.data.config import SyntheticParams
 from hsc.data.synthetic import SPLITS, SyntheticSplit, build_dataset, build_world, check_params, generate
 from hsc.data.synthetic_captions import CAPTIONS_PER_IMAGE, DISTINGUISHING_CAPTIONS
 from hsc.data.synthetic_lexicon import ATTRIBUTES, BACKGROUNDS, FILLER_WORDS, OBJECTS, RELATIONS, words_of
@@ -19,7 +19,7 @@ from hsc.errors import HscError
 from hsc_app.params import parse_params
 from hsc_app.stages.download import app as download_app
 
-SMALL = SyntheticConfig(n_train=60, n_dev=10, n_test=20, feat_dim=32)
+SMALL = SyntheticParams(n_train=60, n_dev=10, n_test=20, feat_dim=32)
 FILES = [f"{split}_{kind}" for split in SPLITS for kind in ("ims.npy", "caps.txt")]
 
 
@@ -32,7 +32,7 @@ def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_data() -> tuple[World, dict[str, SyntheticSplit]]:
-    return build_dataset(SyntheticConfig())
+    return build_dataset(SyntheticParams())
 
 
 def tokens(captions: list[str]) -> set[str]:
@@ -141,7 +141,7 @@ def test_regions_are_object_relation_and_clutter_regions() -> None:
 
 
 def test_relation_regions_tell_subject_from_object() -> None:
-    world = build_world(SyntheticConfig())
+    world = build_world(SyntheticParams())
     n = len(world.objects)
     for relation in range(len(world.relations)):
         for a, b in ((0, 1), (2, n - 1)):
@@ -154,7 +154,7 @@ def test_relation_regions_tell_subject_from_object() -> None:
 
 def test_twins_differ_in_one_attribute_or_one_relation_direction(default_data) -> None:
     world, splits = default_data
-    cfg = SyntheticConfig()
+    cfg = SyntheticParams()
     kinds = []
     for name, split in splits.items():
         twins = np.flatnonzero(split.twin_of >= 0)
@@ -270,7 +270,7 @@ def test_bag_of_words_cannot_tell_relation_twins_apart(default_data) -> None:
 ])
 def test_bad_sizes_are_one_line_errors_naming_the_key(update: dict, key: str) -> None:
     with pytest.raises(HscError, match=key) as info:
-        check_params(SyntheticConfig().model_copy(update=update))
+        check_params(SyntheticParams().model_copy(update=update))
     assert "\n" not in str(info.value)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hsc.atomic import atomic_path, save_npy, write_text
-from hsc.data.config import CocoFormatConfig
+from hsc.data.config import CocoFormatParams
 from hsc.data.precomp import captions_file, features_file
 from hsc.errors import HscError
 
@@ -38,7 +38,7 @@ def id_file(raw: Path, split: str, kind: str) -> Path:
     return raw / f"{split}_{kind}.npy"
 
 
-def convert(settings: CocoFormatConfig, out: Path) -> dict[str, tuple[int, int]]:
+def convert(settings: CocoFormatParams, out: Path) -> dict[str, tuple[int, int]]:
     """Write the raw layout of every split into ``out``; returns {split: (images, captions)}."""
     if not settings.captions or settings.split_file is None or settings.features is None:
         raise HscError("params coco_format: set captions (a list of COCO caption JSON files), split_file and "

@@ -1,5 +1,7 @@
 """Settings of the data side: which raw dataset, where it comes from, how it is generated
-or converted, and how it is prepared. The app's params file holds them as sections."""
+or converted, and how it is prepared. The app's params file holds them as sections; the
+classes carry the sections' names because pydantic names the class in some messages
+("Input should be a valid dictionary or instance of SyntheticParams")."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DownloadConfig(_Section):
+class DownloadParams(_Section):
     """Where the raw SCAN-layout files come from (ignored for ``synthetic``)."""
 
     mirror: Optional[str] = None  # http(s)://, file:// URL, local zip or SCAN-layout directory
@@ -22,7 +24,7 @@ class DownloadConfig(_Section):
     retries: int = Field(5, ge=0)
 
 
-class CocoFormatConfig(_Section):
+class CocoFormatParams(_Section):
     """Your own data (dataset ``coco_format``): COCO caption files, a split file, region features."""
 
     captions: list[str] = []  # COCO-format caption JSON files ({"images", "annotations"}), read with pycocotools
@@ -30,7 +32,7 @@ class CocoFormatConfig(_Section):
     features: Optional[str] = None  # a directory of <image_id>.npy (R, D), or one .h5 / .npz keyed by image id
 
 
-class SyntheticConfig(_Section):
+class SyntheticParams(_Section):
     """Knobs of the generated SCAN-layout dataset (the embedded default)."""
 
     seed: int = 0
@@ -50,16 +52,16 @@ class SyntheticConfig(_Section):
     hard_negative_rate: float = Field(0.3, ge=0, le=0.5)
 
 
-class RawDataConfig(_Section):
+class RawDataParams(_Section):
     """Everything :func:`hsc.data.download.acquire` reads: the dataset and the settings of its source."""
 
     dataset: DatasetName = "synthetic"
-    download: DownloadConfig = DownloadConfig()
-    synthetic: SyntheticConfig = SyntheticConfig()
-    coco_format: CocoFormatConfig = CocoFormatConfig()
+    download: DownloadParams = DownloadParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    coco_format: CocoFormatParams = CocoFormatParams()
 
 
-class PrepareConfig(_Section):
+class PrepareParams(_Section):
     """Vocabulary and HDF5 conversion."""
 
     vocab: str = "build"  # "build" from train+dev, or a path to a released SCAN vocab JSON

@@ -17,13 +17,13 @@ from urllib.parse import urlparse
 
 from hsc.atomic import atomic_directory
 from hsc.data.archive import extract_dataset
-from hsc.data.config import RawDataConfig
+from hsc.data.config import RawDataParams
 from hsc.data.datasets import Dataset, dataset_for
 from hsc.data.fetch import BACKOFF_S, FetchError, cached_archive, link_or_copy
 from hsc.errors import HscError
 
 
-def acquire(params: RawDataConfig, out: Path, cache: Path, mirror: Optional[str] = None,
+def acquire(params: RawDataParams, out: Path, cache: Path, mirror: Optional[str] = None,
             backoff_s: float = BACKOFF_S) -> None:
     """Build ``out`` for ``params.dataset``: generate it, or get it from ``mirror`` (which wins),
     ``params.download.mirror`` or the registered URL, downloading into ``cache`` if needed."""
@@ -79,7 +79,7 @@ def _link_from_directory(root: Path, source: Dataset, build_dir: Path) -> None:
     link_or_copy([(found / name, build_dir / name) for name in source.files])
 
 
-def _generate(params: RawDataConfig, source: Dataset, build_dir: Path) -> None:
+def _generate(params: RawDataParams, source: Dataset, build_dir: Path) -> None:
     from hsc.data.synthetic import generate  # the generator pulls in numpy; only this branch needs it
 
     generate(params.synthetic, build_dir)

@@ -11,7 +11,7 @@ import numpy as np
 
 from hsc.atomic import atomic_directory
 from hsc.data import precomp
-from hsc.data.config import PrepareConfig
+from hsc.data.config import PrepareParams
 from hsc.data.phrases import load_parser, parse_captions, parser_name
 from hsc.data.precomp import SplitIds
 from hsc.data.store import write_split
@@ -29,7 +29,7 @@ class SplitSummary:
     unknown_rate: float
 
 
-def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareConfig) -> tuple[list[SplitSummary], int]:
+def prepare_dataset(raw: Path, out: Path, dataset: str, settings: PrepareParams) -> tuple[list[SplitSummary], int]:
     """Do the stage's work; returns per-split figures and the vocabulary size."""
     splits = [precomp.open_split(raw, name) for name in precomp.find_splits(raw)]
     precomp.check_same_feature_dims(splits)

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from hsc.atomic import save_npy, write_json, write_text
-from hsc.data.config import CocoFormatConfig, SyntheticConfig
+from hsc.data.config import CocoFormatParams, SyntheticParams
 from hsc.data.datasets import DATASETS
 from hsc.data.precomp import captions_file, features_file
 from hsc.data.synthetic_captions import write_captions
@@ -42,7 +42,7 @@ class SyntheticSplit:
     captions: list[str]  # 5 per image, in image order
 
 
-def check_params(cfg: SyntheticConfig) -> None:
+def check_params(cfg: SyntheticParams) -> None:
     """Reject sizes the lexicon or the region budget cannot meet, naming the params key.
 
     The download stage runs this first, naming the params file in front of the message.
@@ -68,13 +68,13 @@ def check_params(cfg: SyntheticConfig) -> None:
                        f"(the 5-fold test protocol); use a multiple of {TEST_FOLDS}")
 
 
-def build_world(cfg: SyntheticConfig) -> World:
+def build_world(cfg: SyntheticParams) -> World:
     """The concept inventory and prototypes of ``cfg.seed`` (after checking ``cfg``)."""
     check_params(cfg)
     return sample_world(cfg, _streams(cfg)[0])
 
 
-def build_dataset(cfg: SyntheticConfig) -> tuple[World, dict[str, SyntheticSplit]]:
+def build_dataset(cfg: SyntheticParams) -> tuple[World, dict[str, SyntheticSplit]]:
     """The world and every split, in memory."""
     world = build_world(cfg)
     sizes = {"train": cfg.n_train, "dev": cfg.n_dev, "test": cfg.n_test}
@@ -86,7 +86,7 @@ def build_dataset(cfg: SyntheticConfig) -> tuple[World, dict[str, SyntheticSplit
     return world, splits
 
 
-def generate(cfg: SyntheticConfig, out_dir: Path) -> None:
+def generate(cfg: SyntheticParams, out_dir: Path) -> None:
     """Write the three splits in SCAN's layout under ``out_dir``, each file atomically."""
     out_dir = Path(out_dir)
     _, splits = build_dataset(cfg)
@@ -95,7 +95,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path) -> None:
         write_text(captions_file(out_dir, split), "".join(caption + "\n" for caption in data.captions))
 
 
-def generate_coco_format(cfg: SyntheticConfig, out_dir: Path) -> CocoFormatConfig:
+def generate_coco_format(cfg: SyntheticParams, out_dir: Path) -> CocoFormatParams:
     """The same dataset as your own data in COCO's format, for the ``coco_format`` source.
 
     Writes ``captions.json`` (COCO annotations), ``dataset_coco.json`` (Karpathy's split
@@ -117,16 +117,16 @@ def generate_coco_format(cfg: SyntheticConfig, out_dir: Path) -> CocoFormatConfi
             save_npy(out_dir / "features" / f"{image_id}.npy", data.features[i])
     write_json(out_dir / "captions.json", {"images": images, "annotations": annotations})
     write_json(out_dir / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
-    return CocoFormatConfig(captions=[str(out_dir / "captions.json")], split_file=str(out_dir / "dataset_coco.json"),
+    return CocoFormatParams(captions=[str(out_dir / "captions.json")], split_file=str(out_dir / "dataset_coco.json"),
                             features=str(out_dir / "features"))
 
 
-def _streams(cfg: SyntheticConfig) -> list[np.random.Generator]:
+def _streams(cfg: SyntheticParams) -> list[np.random.Generator]:
     """Independent streams for the world and each split: a split's scenes don't depend on the others' sizes."""
     return [np.random.default_rng(seq) for seq in np.random.SeedSequence(cfg.seed).spawn(1 + len(SPLITS))]
 
 
-def _build_split(world: World, cfg: SyntheticConfig, n_images: int, rng: np.random.Generator,
+def _build_split(world: World, cfg: SyntheticParams, n_images: int, rng: np.random.Generator,
                  advance: Callable[[], None]) -> SyntheticSplit:
     """``n_images`` images; a ``hard_negative_rate`` share of them are near-twins of another one here."""
     n_twins = round(cfg.hard_negative_rate * n_images)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from hsc.data.config import SyntheticConfig
+from hsc.data.config import SyntheticParams
 
 if TYPE_CHECKING:  # the world module imports this one at run time
     from hsc.data.synthetic_world import World
@@ -52,7 +52,7 @@ def max_relations(n_objects: int) -> int:
     return min(n_objects - 1, MAX_RELATIONS)
 
 
-def sample_scene(world: World, cfg: SyntheticConfig, rng: np.random.Generator) -> Scene:
+def sample_scene(world: World, cfg: SyntheticParams, rng: np.random.Generator) -> Scene:
     """A random scene: distinct categories, random attributes, random directed relations."""
     n_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     categories = rng.choice(len(world.objects), size=n_objects, replace=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hsc.data.config import SyntheticConfig
+from hsc.data.config import SyntheticParams
 from hsc.data.synthetic_lexicon import ATTRIBUTES, BACKGROUNDS, FILLER_WORDS, OBJECTS, RELATIONS, Concept, words_of
 from hsc.data.synthetic_scenes import Scene
 
@@ -57,7 +57,7 @@ class World:
                 + ROLE_WEIGHT * (self.object_map @ self.category_vectors[object_category]))
 
 
-def sample_world(cfg: SyntheticConfig, rng: np.random.Generator) -> World:
+def sample_world(cfg: SyntheticParams, rng: np.random.Generator) -> World:
     """Draw the concept inventory and its prototypes; ``cfg`` has been checked against the lexicon."""
     dim = cfg.feat_dim
 
@@ -83,7 +83,7 @@ def sample_world(cfg: SyntheticConfig, rng: np.random.Generator) -> World:
     )
 
 
-def render_regions(world: World, scene: Scene, cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
+def render_regions(world: World, scene: Scene, cfg: SyntheticParams, rng: np.random.Generator) -> np.ndarray:
     """The (regions, feat_dim) float32 features of one image of ``scene``, in shuffled order."""
     signals = [
         world.object_signal(obj.category, obj.attribute, int(rng.integers(VIEWS_PER_OBJECT)))
