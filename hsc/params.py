@@ -120,6 +120,10 @@ class EvaluateParams(Section):
 
 class Params(Section):
     dataset: DatasetName = "synthetic"
+    # torch's CPU threads in each stage's process (hsc/threads.py); 0: torch's default. Top-level, not
+    # in a stage's section, because it changes speed, not results: no stage lists it in dvc.yaml, so a
+    # change re-runs nothing, and training's resume fingerprint (the train section) ignores it.
+    threads: int = Field(0, ge=0)
     download: DownloadParams = DownloadParams()
     synthetic: SyntheticParams = SyntheticParams()
     coco_format: CocoFormatParams = CocoFormatParams()

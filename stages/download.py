@@ -30,8 +30,10 @@ def download(
     from hsc.data.download import acquire
     from hsc.data.sources import source_for
     from hsc.params import load_params
+    from hsc.threads import apply_threads
 
     p = load_params(params)
+    apply_threads(p.threads)
     if p.dataset == "synthetic":  # sizes that depend on each other and on the generator's lexicon
         from hsc.data.synthetic import check_params
         from hsc.errors import HscError

@@ -27,8 +27,10 @@ def prepare(
 
     from hsc.data.prepare import prepare_dataset
     from hsc.params import load_params
+    from hsc.threads import apply_threads
 
     settings = load_params(params)
+    apply_threads(settings.threads)
     console = Console()
     vocab = settings.prepare.vocab
     if vocab != "build" and not Path(vocab).resolve().is_relative_to(TRACKED_VOCAB_DIR.resolve()):
