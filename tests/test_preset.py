@@ -133,7 +133,7 @@ def test_switching_back_and_forth_is_consistent():
 
 def test_missing_keys_and_sections_are_added():
     text = "# mine\ntrain:\n  batch_size: 64\n  epochs: 3\nmodel:\n"
-    result, changes = apply(text, "f30k", "params.yaml")
+    result, changes = apply(text, "f30k", "params.yaml", force=True)  # epochs: 3 is an edit
     assert result.startswith("# mine\ntrain:\n  batch_size: 64\n  epochs: 50\n")
     assert "  train.lr: (absent) -> 0.0002" in [f"  {change}" for change in changes]
     loaded = yaml.safe_load(result)

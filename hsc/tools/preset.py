@@ -13,11 +13,14 @@ import subprocess
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import typer
 
 from hsc.errors import HscError
+
+if TYPE_CHECKING:
+    from hsc.yaml_edit import KeyPath, Leaf
 
 DEFAULTS = "synthetic"
 
@@ -48,14 +51,14 @@ def defaults_text() -> str:
     return _shipped(DEFAULTS)
 
 
-def overlay(name: str) -> dict:
+def overlay(name: str) -> dict[KeyPath, Leaf]:
     """The keys and values ``name`` sets over the defaults (none for the defaults themselves)."""
     from hsc.yaml_edit import leaves
 
     return {} if name == DEFAULTS else leaves(_shipped(name), f"preset {name}")
 
 
-def targets(name: str) -> dict:
+def targets(name: str) -> dict[KeyPath, Leaf]:
     """Every key some preset owns, with the value ``name`` gives it (its overlay's, else the default)."""
     from hsc.yaml_edit import leaves
 
@@ -72,7 +75,7 @@ def preset_text(name: str) -> str:
 
 
 def apply(text: str, name: str, source: str, committed: Optional[str] = None,
-          force: bool = True) -> tuple[str, list[Change]]:
+          force: bool = False) -> tuple[str, list[Change]]:
     """``text`` with the keys the presets own set to ``name``'s values, and what changed.
 
     Unless ``force``, a key whose value would change and that holds an edit (a value that is
