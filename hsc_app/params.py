@@ -75,6 +75,10 @@ class Params(RawDataParams):
     """The whole file: the library's data settings (dataset, download, synthetic, coco_format,
     prepare), the model overlay, and the app's training and evaluation sections."""
 
+    # torch's CPU threads in each stage's process (hsc/threads.py); 0: torch's default. Top-level, not
+    # in a stage's section, because it changes speed, not results: no stage lists it in dvc.yaml, so a
+    # change re-runs nothing, and training's resume fingerprint (the train section) ignores it.
+    threads: int = Field(0, ge=0)
     prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()

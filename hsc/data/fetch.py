@@ -201,7 +201,7 @@ def _transfer(url: str, part: Path, timeout_s: float, expected_size: int | None)
         digest = sha256_state(part, f"hash {part.name}") if start else hashlib.sha256()  # the bytes kept
         try:
             with part.open("ab" if start else "wb") as sink, bar(transfer=True) as progress:
-                task = progress.add_task(f"download {part.stem}", total=total, completed=start)
+                task = progress.add_task(f"download {part.stem}", total=total, completed=start, resumed_from=start)
 
                 def on_chunk(chunk: bytes) -> None:
                     digest.update(chunk)

@@ -45,9 +45,12 @@ def evaluate(
                                           splits_to_score)
     from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
+    from hsc.threads import apply_threads
     from hsc_app.params import load_params
 
-    settings = load_params(params).evaluate
+    loaded = load_params(params)
+    apply_threads(loaded.threads)
+    settings = loaded.evaluate
     world, device = start(settings.device, "evaluate.device")
     test = SplitReader(data / "test.h5")
     dataset = str(test.attrs["dataset"])

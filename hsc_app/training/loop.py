@@ -9,6 +9,7 @@ one that was never interrupted.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,22 @@ class TrainResult:
 def learning_rate(base_lr: float, lr_update: int, epoch: int) -> float:
     """SCAN's schedule: lr x 0.1 every ``lr_update`` epochs (epochs counted from 0)."""
     return base_lr * (0.1 ** (epoch // lr_update))
+
+
+def epoch_label(epoch: int, epochs: int, mean_loss: float | None) -> str:
+    """``epoch  3/50 loss 12.346``, one width for the whole run so the bar does not jump."""
+    if mean_loss is None:
+        loss = "--"
+    else:  # the most decimals that fit in 6 characters (up to 999,999)
+        loss = f"{mean_loss:.3f}"
+        for decimals in (1, 0):
+            if len(loss) > 6:
+                loss = f"{mean_loss:.{decimals}f}"
+    return f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs} loss {loss:>6}"
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class Trainer:
@@ -191,8 +208,11 @@ class Trainer:
             print(f"{self.last_path} is already trained to epoch {start_epoch} (train.epochs={epochs})")
         self.model.train()
         watch = FloorWatch(floor_patience(math.ceil(self.train_reader.n_captions / self.cfg.batch_size)))
-        with bar(unit="batch") as progress:
+        epoch_times: list[float] = []  # wall seconds per epoch in this process: steps, validation, checkpoint
+        validation_times: list[float] = []  # of the end-of-epoch validations
+        with bar(unit="batch", run_eta=True) as progress:
             for epoch in range(start_epoch, epochs):
+                epoch_start = time.perf_counter()
                 torch.manual_seed(self._epoch_seed(epoch))  # dropout stream of this epoch
                 lr = learning_rate(self.cfg.lr, self.cfg.lr_update, epoch)
                 for group in self.optimizer.param_groups:
@@ -200,7 +220,9 @@ class Trainer:
                 self.ranking.max_violation = hardest_negatives(self.cfg.max_violation, self.cfg.max_violation_warmup,
                                                                epoch)
                 loader, gathers = self._loader(epoch)
-                task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader))
+                task = progress.add_task(epoch_label(epoch, epochs, None), total=len(loader),
+                                         epochs_after=epochs - epoch - 1, epoch_s=mean(epoch_times),
+                                         validation_s=mean(validation_times))
                 loss_sum = 0.0
                 for batch_index, (batch, gather) in enumerate(zip(loader, gathers)):
                     loss = self._step(batch, gather)
@@ -211,26 +233,28 @@ class Trainer:
                     self._watch_floor(watch, loss, batch, epoch, step)
                     loss_sum += loss
                     progress.update(task, advance=1,
-                                    description=f"epoch {epoch + 1}/{epochs} loss {loss_sum / (batch_index + 1):.3f}")
+                                    description=epoch_label(epoch, epochs, loss_sum / (batch_index + 1)))
                     mid_epoch = batch_index + 1 < len(loader)
                     if self.cfg.val_every_steps and step % self.cfg.val_every_steps == 0 and mid_epoch:
                         best_rsum, best_epoch = self._keep_best(self._validate(epoch, step, lr, history), epoch + 1,
                                                                 step, best_rsum, best_epoch)
                 progress.remove_task(task)
+                validation_start = time.perf_counter()
                 dev = self._validate(epoch, step, lr, history)
+                validation_times.append(time.perf_counter() - validation_start)
                 best_rsum, best_epoch = self._keep_best(dev, epoch + 1, step, best_rsum, best_epoch)
                 record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
                           **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
                 history.append(record)
-                if not self.world.main:
-                    continue
-                save_checkpoint(self.last_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch + 1,
-                                step=step, best_rsum=best_rsum, best_epoch=best_epoch, history=history,
-                                optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                                params_sha256=self.fingerprint)
-                curves.log(record)
-                print(f"epoch {epoch + 1}: loss {record['train/loss']:.4f}  dev rsum {dev['rsum']:.2f}  "
-                      f"(best {best_rsum:.2f} at epoch {best_epoch})")
+                if self.world.main:
+                    save_checkpoint(self.last_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch + 1,
+                                    step=step, best_rsum=best_rsum, best_epoch=best_epoch, history=history,
+                                    optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                                    params_sha256=self.fingerprint)
+                    curves.log(record)
+                    print(f"epoch {epoch + 1}: loss {record['train/loss']:.4f}  dev rsum {dev['rsum']:.2f}  "
+                          f"(best {best_rsum:.2f} at epoch {best_epoch})")
+                epoch_times.append(time.perf_counter() - epoch_start)
         if curves is not None:
             curves.close()
         if self.world.main and not self.best_path.exists():
