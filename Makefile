@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # DVC stages call the `hsc` entry point: put the environment's bin first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test bench ci-baseline clean-venv
+.PHONY: setup repro test bench ci-baseline plots-check clean-venv
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ test: setup
 # Re-measure the CI regression baseline (.ci/baseline.json) after a deliberate change.
 ci-baseline: setup
 	bash .ci/pipeline-check --update
+
+# Render `dvc plots show` offline in headless Chromium; fail if a chart did not draw. Not part
+# of `make test`: it needs chromium and npm (README, "Metrics, plots and the CI regression check").
+plots-check: setup
+	bash scripts/render_plots.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench_similarity.py

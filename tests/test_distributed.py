@@ -85,7 +85,7 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, tiny_prepared, tiny
         _run(["-m", "hsc_app.cli", "train", "--params", "params.yaml", "--data", str(tiny_prepared), "--out", "ckpt",
               "--metrics", "curves"], run)
         history[nproc] = torch.load(run / "ckpt" / "last.pt", weights_only=True)["history"]
-        assert json.loads((run / "curves" / "metrics.json").read_text())["step"] == 1  # rank 0 logged 2 epochs
+        assert json.loads((run / "curves" / "metrics.json").read_text())["epoch"] == 2  # rank 0 logged both epochs
         # Evaluation of the same checkpoint (the 1-process one) with nproc processes.
         _run(["-m", "hsc_app.cli", "evaluate", "--params", "params.yaml", "--checkpoint", str(tmp_path / "1" / "ckpt" / "best.pt"),
               "--data", str(tiny_prepared), "--out", "eval.json", "--plots", "recall"], run, nproc)

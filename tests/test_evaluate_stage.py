@@ -65,6 +65,8 @@ def test_synthetic_metrics_plots_and_saved_scores(tmp_path: Path, params_file: P
 
     report = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     assert list(report) == ["synthetic_5fold", "synthetic_full"]
+    headline = json.loads((tmp_path / "metrics" / "headline.json").read_text())
+    assert headline == {"test_rsum": {protocol: report[protocol]["rsum"] for protocol in report}}
     assert all(tuple(sorted(m)) == tuple(sorted(METRIC_KEYS)) for m in report.values())
     sims = np.load(tmp_path / "sims" / "test_sims.npy")
     assert sims.shape == (10, 50) and sims.dtype == np.float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -41,10 +42,41 @@ def test_trains_and_writes_checkpoints_and_curves(tiny_prepared, tiny_params_dic
     assert result.best_path.exists() and result.last_path.exists()
     last = load_checkpoint(result.last_path)
     assert last["epoch"] == 2 and len(last["history"]) == 2
-    assert (tmp_path / "metrics" / "metrics.json").exists()
-    loss_curve = (tmp_path / "metrics" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
-    assert len(loss_curve) == 3  # header + one row per epoch
+    steps = math.ceil(300 / 16)  # 60 images x 5 captions, batch 16
+    train_curve = read_tsv(tmp_path / "metrics" / "train.tsv")
+    assert [(row["epoch"], row["step"]) for row in train_curve] == [("1", str(steps)), ("2", str(2 * steps))]
+    assert float(train_curve[0]["lr"]) == tiny_params_dict["train"]["lr"]
+    dev_curve = read_tsv(tmp_path / "metrics" / "dev.tsv")
+    assert [row["epoch"] for row in dev_curve] == ["1", "2"]
+    assert float(dev_curve[-1]["best_rsum"]) == pytest.approx(result.best_rsum, abs=1e-3)
+    summary = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    assert summary == {"best_dev_rsum": result.best_rsum, "epoch": 2, "step": 2 * steps}
     assert math.isfinite(result.best_rsum)
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+    return [dict(zip(header, row)) for row in rows]
+
+
+def test_an_interrupted_run_keeps_the_previous_curves_until_training_ends(tiny_prepared, tiny_params_dict,
+                                                                         tmp_path, monkeypatch):
+    run(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path)
+    before = {name: (tmp_path / "metrics" / name).read_text() for name in ("train.tsv", "dev.tsv", "metrics.json")}
+
+    def interrupted(self, *args):
+        raise KeyboardInterrupt
+
+    real_validate = Trainer._validate
+    monkeypatch.setattr(Trainer, "_validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_params(tiny_params_dict, epochs=2), tiny_prepared, tmp_path)
+    assert {name: (tmp_path / "metrics" / name).read_text() for name in before} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ckpt", "metrics"]  # no staging directory left
+
+    monkeypatch.setattr(Trainer, "_validate", real_validate)
+    run(tiny_params(tiny_params_dict, epochs=2), tiny_prepared, tmp_path)
+    assert [row["epoch"] for row in read_tsv(tmp_path / "metrics" / "train.tsv")] == ["1", "2"]
 
 
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
@@ -69,6 +101,9 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_prepared, tiny_
 
     a, b = load_checkpoint(straight.last_path), load_checkpoint(resumed.last_path)
     assert a["history"] == b["history"]
+    for name in ("train.tsv", "dev.tsv"):  # rebuilt from last.pt's history on resume
+        resumed_curve, straight_curve = (tmp_path / run_dir / "metrics" / name for run_dir in ("resumed", "straight"))
+        assert resumed_curve.read_text() == straight_curve.read_text()
     for key, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][key]), key
     assert resumed.best_rsum == straight.best_rsum
@@ -184,7 +219,8 @@ def test_cuda_out_of_memory_says_which_batch_size_to_try(tiny_prepared, tiny_par
         trainer.run()
 
 
-def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_dict, tmp_path, monkeypatch):
+def test_validation_every_n_steps_runs_inside_epochs_and_is_logged(tiny_prepared, tiny_params_dict, tmp_path,
+                                                                  monkeypatch, capsys):
     calls = []
     real_validate = Trainer._validate
 
@@ -196,6 +232,11 @@ def test_validation_every_n_steps_runs_inside_epochs(tiny_prepared, tiny_params_
     run(tiny_params(tiny_params_dict, epochs=1, val_every_steps=5), tiny_prepared, tmp_path)
     steps = math.ceil(300 / 16)  # 60 images x 5 captions, batch 16
     assert len(calls) == (steps - 1) // 5 + 1  # every 5th step inside the epoch, then the epoch's end
+    dev_curve = read_tsv(tmp_path / "metrics" / "dev.tsv")
+    assert [(row["step"], row["epoch"]) for row in dev_curve] == [("5", "0.263"), ("10", "0.526"), ("15", "0.789"),
+                                                                  (str(steps), "1")]
+    out = capsys.readouterr().out
+    assert "step 5 (epoch 0.263): dev rsum " in out and "step 15 (epoch 0.789): dev rsum " in out
 
 
 def test_fingerprint_changes_with_the_package_code(tiny_params_dict, monkeypatch):

@@ -29,6 +29,11 @@ def write_eval_json(path: Path, results: Sequence[ProtocolResult],
     write_json(path, {**protocols, **(extra or {})})
 
 
+def write_headline_json(path: Path, results: Sequence[ProtocolResult]) -> None:
+    """``{"test_rsum": {protocol: rsum}}``: the figures `dvc exp show` lists before the details (dvc.yaml)."""
+    write_json(path, {"test_rsum": {result.protocol.name: rounded(result.metrics)["rsum"] for result in results}})
+
+
 def write_recall_tsvs(plots_dir: Path, results: Sequence[ProtocolResult]) -> None:
     """One DVC plot per protocol, ``<protocol>.tsv`` with columns ``k i2t t2i``.
 

@@ -17,6 +17,8 @@ def evaluate(
     data: Path = typer.Option(..., help="Prepared directory from `hsc prepare` (test.h5, COCO also testall.h5)."),
     out: Path = typer.Option(Path("metrics/eval.json"), help="Metrics JSON: {protocol: {i2t_r1: ..., rsum: ...}}."),
     plots: Path = typer.Option(Path("metrics/recall"), help="Directory of recall-curve TSVs, one per protocol."),
+    headline: Optional[Path] = typer.Option(None, help="Headline JSON {test_rsum: {protocol: rsum}}, which "
+                                                      "dvc exp show lists first (default: headline.json beside OUT)."),
     sims_dir: Optional[Path] = typer.Option(None, help="Where --save-sims writes (default data/sims/<dataset>)."),
     save_sims: Optional[bool] = typer.Option(None, "--save-sims/--no-save-sims",
                                              help="Save <split>_sims.npy and <split>_ranks.npz "
@@ -44,7 +46,8 @@ def evaluate(
     from hsc.evaluation.protocols import (protocols_for, run_protocols, scored_image_rows, scored_relevance,
                                           splits_to_score)
     from hsc.evaluation.rerank import evaluate_two_stage
-    from hsc.evaluation.report import print_table, save_split_scores, write_eval_json, write_recall_tsvs
+    from hsc.evaluation.report import (print_table, save_split_scores, write_eval_json, write_headline_json,
+                                      write_recall_tsvs)
     from hsc.threads import apply_threads
     from hsc_app.params import load_params
 
@@ -81,6 +84,7 @@ def evaluate(
     for split, sims in sims_by_split.items():
         extra.update(_extended(readers[split], sims, readers[split].image_ids[rows[split]]))
     write_eval_json(out, results, extra)
+    write_headline_json(headline or out.with_name("headline.json"), results)
     write_recall_tsvs(plots, results)
     if settings.save_sims if save_sims is None else save_sims:
         target = sims_dir or Path("data/sims") / dataset

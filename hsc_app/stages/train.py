@@ -15,7 +15,7 @@ def train(
     params: Path = typer.Option(Path("params.yaml"), help="Params file (sections model, train, evaluate)."),
     data: Path = typer.Option(..., help="Prepared directory from `hsc prepare` (train.h5, dev.h5)."),
     out: Path = typer.Option(..., help="Checkpoint directory: best.pt (best dev rsum) and last.pt (resumable)."),
-    metrics: Path = typer.Option(Path("metrics/train"), help="DVCLive directory for per-epoch curves."),
+    metrics: Path = typer.Option(Path("metrics/train"), help="Curves directory (train.tsv, dev.tsv, metrics.json), replaced whole when training ends."),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this hsc checkpoint (overrides train.init)."),
     restart: bool = typer.Option(False, "--restart", help="Start afresh, ignoring OUT/last.pt (e.g. a damaged one)."),
 ) -> None:

@@ -31,7 +31,7 @@ from hsc.models.registry import build_model
 from hsc_app.params import Params
 from hsc.progress import bar
 from hsc.training.collapse import FloorWatch, floor_patience
-from hsc_app.training.curves import Curves
+from hsc_app.training.curves import staged_curves
 from hsc.training.distributed import Gather, batch_plan, broadcast_parameters, pad_tokens, sync_batchnorm
 from hsc.training.phrases import phrase_objective
 from hsc_app.training.resume import resumable_state, run_fingerprint
@@ -129,11 +129,11 @@ class Trainer:
         check_fits(init_path, init, reader)
         return model
 
-    def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]]]:
-        """(start epoch, step, best rsum, best epoch, history) from ``last.pt`` or a fresh start."""
+    def _resume(self) -> tuple[int, int, float, int, list[dict[str, float]], list[dict[str, float]]]:
+        """(start epoch, step, best rsum, best epoch, epoch records, mid-epoch checks) from ``last.pt`` or afresh."""
         state = resumable_state(self.last_path, self.fingerprint, self.restart)
         if state is None:
-            return 0, 0, -math.inf, 0, []
+            return 0, 0, -math.inf, 0, [], []
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.use_amp and state.get("scaler"):  # empty when the run so far had no AMP
@@ -144,7 +144,7 @@ class Trainer:
             best = load_checkpoint(self.best_path)
             if best.get("params_sha256") == self.fingerprint and best["dev_metrics"]["rsum"] > best_rsum:
                 best_rsum, best_epoch = best["dev_metrics"]["rsum"], best["epoch"]
-        return state["epoch"], state["step"], best_rsum, best_epoch, state["history"]
+        return state["epoch"], state["step"], best_rsum, best_epoch, state["history"], state["checks"]
 
     def _epoch_seed(self, epoch: int) -> int:
         return self.cfg.seed * 1_000_003 + epoch
@@ -196,13 +196,12 @@ class Trainer:
         if dev["rsum"] <= best_rsum:
             return best_rsum, best_epoch
         if self.world.main:
-                save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
+            save_checkpoint(self.best_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch, step=step,
                             dev_metrics=dev, params_sha256=self.fingerprint)
         return dev["rsum"], epoch
 
     def run(self) -> TrainResult:
-        start_epoch, step, best_rsum, best_epoch, history = self._resume()
-        curves = Curves(self.metrics_dir, history) if self.world.main else None
+        start_epoch, step, best_rsum, best_epoch, history, checks = self._resume()
         epochs = self.cfg.epochs
         if start_epoch >= epochs:
             print(f"{self.last_path} is already trained to epoch {start_epoch} (train.epochs={epochs})")
@@ -210,7 +209,8 @@ class Trainer:
         watch = FloorWatch(floor_patience(math.ceil(self.train_reader.n_captions / self.cfg.batch_size)))
         epoch_times: list[float] = []  # wall seconds per epoch in this process: steps, validation, checkpoint
         validation_times: list[float] = []  # of the end-of-epoch validations
-        with bar(unit="batch", run_eta=True) as progress:
+        with staged_curves(self.metrics_dir, history, checks, self.world.main) as curves, \
+                bar(unit="batch", run_eta=True) as progress:
             for epoch in range(start_epoch, epochs):
                 epoch_start = time.perf_counter()
                 torch.manual_seed(self._epoch_seed(epoch))  # dropout stream of this epoch
@@ -224,6 +224,7 @@ class Trainer:
                                          epochs_after=epochs - epoch - 1, epoch_s=mean(epoch_times),
                                          validation_s=mean(validation_times))
                 loss_sum = 0.0
+                epoch_checks: list[dict[str, float]] = []  # kept in last.pt only once the epoch ends
                 for batch_index, (batch, gather) in enumerate(zip(loader, gathers)):
                     loss = self._step(batch, gather)
                     step += 1
@@ -236,27 +237,33 @@ class Trainer:
                                     description=epoch_label(epoch, epochs, loss_sum / (batch_index + 1)))
                     mid_epoch = batch_index + 1 < len(loader)
                     if self.cfg.val_every_steps and step % self.cfg.val_every_steps == 0 and mid_epoch:
-                        best_rsum, best_epoch = self._keep_best(self._validate(epoch, step, lr, history), epoch + 1,
-                                                                step, best_rsum, best_epoch)
+                        dev = self._validate(epoch, step, lr, history)
+                        best_rsum, best_epoch = self._keep_best(dev, epoch + 1, step, best_rsum, best_epoch)
+                        check = {"epoch": round(epoch + (batch_index + 1) / len(loader), 3), "step": step,
+                                 **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
+                        epoch_checks.append(check)
+                        if self.world.main:
+                            curves.log_check(check)
+                            print(f"step {step} (epoch {check['epoch']:g}): dev rsum {dev['rsum']:.2f}  "
+                                  f"(best {best_rsum:.2f} at epoch {best_epoch})")
                 progress.remove_task(task)
                 validation_start = time.perf_counter()
                 dev = self._validate(epoch, step, lr, history)
                 validation_times.append(time.perf_counter() - validation_start)
                 best_rsum, best_epoch = self._keep_best(dev, epoch + 1, step, best_rsum, best_epoch)
-                record = {"epoch": epoch + 1, "train/loss": loss_sum / len(loader), "train/lr": lr,
+                record = {"epoch": epoch + 1, "step": step, "train/loss": loss_sum / len(loader), "train/lr": lr,
                           **{f"dev/{key}": value for key, value in dev.items()}, "dev/best_rsum": best_rsum}
                 history.append(record)
+                checks.extend(epoch_checks)
                 if self.world.main:
                     save_checkpoint(self.last_path, self.model, vocab_sha256=self.vocab_sha256, epoch=epoch + 1,
                                     step=step, best_rsum=best_rsum, best_epoch=best_epoch, history=history,
-                                    optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                                    params_sha256=self.fingerprint)
-                    curves.log(record)
-                    print(f"epoch {epoch + 1}: loss {record['train/loss']:.4f}  dev rsum {dev['rsum']:.2f}  "
-                          f"(best {best_rsum:.2f} at epoch {best_epoch})")
+                                    checks=checks, optimizer=self.optimizer.state_dict(),
+                                    scaler=self.scaler.state_dict(), params_sha256=self.fingerprint)
+                    curves.log_epoch(record)
+                    print(f"epoch {epoch + 1} (step {step}): loss {record['train/loss']:.4f}  "
+                          f"dev rsum {dev['rsum']:.2f}  (best {best_rsum:.2f} at epoch {best_epoch})")
                 epoch_times.append(time.perf_counter() - epoch_start)
-        if curves is not None:
-            curves.close()
         if self.world.main and not self.best_path.exists():
             raise HscError(f"{self.out_dir}: no best.pt was written; delete the directory and train again")
         return TrainResult(best_rsum, best_epoch, self.best_path, self.last_path)
