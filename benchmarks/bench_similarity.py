@@ -11,23 +11,24 @@ Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as t
 (2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF)
 on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
 ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step (the trainer's own
-:func:`~hsc.training.step.optimisation_step`); one warm-up step, then the mean seconds per
-step. The step's floating-point operations are counted once with
-``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
-backward) less the products that the head's backward recomputes
-(:mod:`hsc.models.fused`), so recomputation cannot inflate the rate; that count over the
-mean step time is the achieved GFLOP/s. The ceiling is a 2048^3 float32 matmul's rate
-(best of 3) measured in the same process just before the first step and again just after
-the last; the larger of the two is used, so a machine that is busier during one measurement
-than the other cannot flatter the ratio. ``--amp`` runs the step under autocast (bfloat16 on
+:func:`~hsc.training.step.optimisation_step`). The step's floating-point operations are
+counted in a first, eager step with ``torch.utils.flop_counter.FlopCounterMode`` (matrix
+products and convolutions, forward and backward) less the products that the head's backward
+recomputes (:mod:`hsc.models.fused`), so recomputation cannot inflate the rate. Then one more
+warm-up step (it compiles the head under ``--compile``; its seconds are reported apart) and
+the mean seconds of ``--steps`` steps; the count over that mean is the achieved GFLOP/s. The
+ceiling is a 2048^3 float32 matmul's rate (best of 3) measured in the same process just
+before the warm-up step and again just after the last step; the larger of the two is used, so
+a machine busier during one measurement than the other cannot flatter the ratio. The
+1-minute load average before and after is recorded beside them. ``--amp`` runs the step under autocast (bfloat16 on
 a CPU, float16 with loss scaling on CUDA), against the same float32 ceiling. ``--compile``
-wraps the similarity head in ``torch.compile`` and reports the first (compiling) step's
-seconds apart. For a fair figure on a shared machine pin one core and one thread:
+wraps the similarity head in ``torch.compile``. For a fair figure on a shared machine pin one core and one thread:
 ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_similarity.py --no-head``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -124,8 +125,6 @@ def bench_train_step(device: torch.device, steps: int, amp: bool, compile_head: 
     generator = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
     model = build_model(paper_config()).to(device).train()
-    if compile_head:
-        model.sim_enc = torch.compile(model.sim_enc)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     objective = RankingObjective(ContrastiveLoss(margin=0.2, max_violation=True))
     dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if amp else None
@@ -138,19 +137,22 @@ def bench_train_step(device: torch.device, steps: int, amp: bool, compile_head: 
     def step() -> None:
         optimisation_step(model, objective, optimizer, scaler, 2.0, batch, autocast=dtype)
 
-    ceiling_before = matmul_rate(device)
-    times = [timed(step, device) for _ in track(range(steps + 1), "training steps", unit="step")]
-    ceiling_after = matmul_rate(device)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:  # eager, whether or not the head is compiled next
         step()
     flops = counter.get_total_flops() - recomputed_flops(lengths)
-    seconds = sum(times[1:]) / steps
+    if compile_head:
+        model.sim_enc = torch.compile(model.sim_enc)
+    load_before, ceiling_before = os.getloadavg()[0], matmul_rate(device)
+    first = timed(step, device)  # compiles the head under --compile
+    times = [timed(step, device) for _ in track(range(steps), "training steps", unit="step")]
+    ceiling_after, load_after = matmul_rate(device), os.getloadavg()[0]
+    seconds = sum(times) / steps
     ceiling = max(ceiling_before, ceiling_after)
-    return {"train_step_s": seconds, "train_steps": steps, "train_first_step_s": times[0],
+    return {"train_step_s": seconds, "train_steps": steps, "train_first_step_s": first,
             "amp": str(dtype).removeprefix("torch.") if dtype else "float32", "compiled_head": compile_head,
             "train_step_gflop": flops / 1e9, "train_step_gflops": flops / seconds / 1e9,
             "step_ceiling_before_gflops": ceiling_before, "step_ceiling_after_gflops": ceiling_after,
-            "step_ceiling_gflops": ceiling, "step_ceiling_ratio": flops / seconds / 1e9 / ceiling}
+            "step_ceiling_gflops": ceiling, "load_before": load_before, "load_after": load_after, "step_ceiling_ratio": flops / seconds / 1e9 / ceiling}
 
 
 def main(device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -177,7 +179,8 @@ def main(device: str = typer.Option("cpu", help="cpu or cuda"),
           f"(first step {results['train_first_step_s']:.1f} s), {results['train_step_gflop']:.0f} GFLOP counted, "
           f"{results['train_step_gflops']:.1f} GFLOP/s = {100 * results['step_ceiling_ratio']:.0f}% of the matmul "
           f"ceiling {results['step_ceiling_gflops']:.1f} GFLOP/s (before {results['step_ceiling_before_gflops']:.1f}, "
-          f"after {results['step_ceiling_after_gflops']:.1f})")
+          f"after {results['step_ceiling_after_gflops']:.1f}); load average {results['load_before']:.1f} "
+          f"before, {results['load_after']:.1f} after")
     if out is not None:
         write_json(out, results)
 
