@@ -20,7 +20,10 @@ the mean seconds of ``--steps`` steps; the count over that mean is the achieved 
 ceiling is a 2048^3 float32 matmul's rate (best of 3) measured in the same process just
 before the warm-up step and again just after the last step; the larger of the two is used, so
 a machine busier during one measurement than the other cannot flatter the ratio. The
-1-minute load average before and after is recorded beside them. ``--amp`` runs the step under autocast (bfloat16 on
+1-minute load average before and after is recorded beside them. On a CPU the same figures
+are also taken per CPU second of this process (``time.process_time``) rather than per wall
+second: with one thread that is the compute the process actually received, so the ratio stays
+fair when other processes share the core (their cache traffic still slows both sides). ``--amp`` runs the step under autocast (bfloat16 on
 a CPU, float16 with loss scaling on CUDA), against the same float32 ceiling. ``--compile``
 wraps the similarity head in ``torch.compile``. For a fair figure on a shared machine pin one core and one thread:
 ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_similarity.py --no-head``.
@@ -72,11 +75,26 @@ def head_flops(lengths: torch.Tensor, images: int) -> float:
     return words * (2 * REGIONS * EMBED * 2 + 2 * EMBED * SIM_DIM)
 
 
+def cpu_timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of ``fn()`` on a CPU."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def matmul_rate(device: torch.device) -> float:
     """GFLOP/s of a large float32 matrix product on ``device``: the ceiling for the head."""
     a = torch.randn(2048, 2048, device=device)
     a @ a
     best = min(timed(lambda: a @ a, device) for _ in range(3))
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def cpu_matmul_rate() -> float:
+    """GFLOP/s of a 2048^3 float32 matmul per CPU second of this process (best of 3)."""
+    a = torch.randn(2048, 2048)
+    a @ a
+    best = min(cpu_timed(lambda: a @ a)[1] for _ in range(3))
     return 2 * 2048 ** 3 / best / 1e9
 
 
@@ -142,17 +160,25 @@ def bench_train_step(device: torch.device, steps: int, amp: bool, compile_head: 
     flops = counter.get_total_flops() - recomputed_flops(lengths)
     if compile_head:
         model.sim_enc = torch.compile(model.sim_enc)
+    cpu = device.type == "cpu"
     load_before, ceiling_before = os.getloadavg()[0], matmul_rate(device)
+    cpu_ceiling_before = cpu_matmul_rate() if cpu else float("nan")
     first = timed(step, device)  # compiles the head under --compile
-    times = [timed(step, device) for _ in track(range(steps), "training steps", unit="step")]
+    runs = [cpu_timed(step) if cpu else (timed(step, device), float("nan"))
+            for _ in track(range(steps), "training steps", unit="step")]
     ceiling_after, load_after = matmul_rate(device), os.getloadavg()[0]
-    seconds = sum(times) / steps
-    ceiling = max(ceiling_before, ceiling_after)
+    cpu_ceiling_after = cpu_matmul_rate() if cpu else float("nan")
+    seconds = sum(wall for wall, _ in runs) / steps
+    cpu_seconds = sum(used for _, used in runs) / steps
+    ceiling, cpu_ceiling = max(ceiling_before, ceiling_after), max(cpu_ceiling_before, cpu_ceiling_after)
     return {"train_step_s": seconds, "train_steps": steps, "train_first_step_s": first,
             "amp": str(dtype).removeprefix("torch.") if dtype else "float32", "compiled_head": compile_head,
             "train_step_gflop": flops / 1e9, "train_step_gflops": flops / seconds / 1e9,
             "step_ceiling_before_gflops": ceiling_before, "step_ceiling_after_gflops": ceiling_after,
-            "step_ceiling_gflops": ceiling, "load_before": load_before, "load_after": load_after, "step_ceiling_ratio": flops / seconds / 1e9 / ceiling}
+            "step_ceiling_gflops": ceiling, "load_before": load_before, "load_after": load_after,
+            "train_step_cpu_s": cpu_seconds, "train_step_cpu_gflops": flops / cpu_seconds / 1e9,
+            "cpu_ceiling_before_gflops": cpu_ceiling_before, "cpu_ceiling_after_gflops": cpu_ceiling_after,
+            "cpu_ceiling_gflops": cpu_ceiling, "cpu_ceiling_ratio": flops / cpu_seconds / 1e9 / cpu_ceiling, "step_ceiling_ratio": flops / seconds / 1e9 / ceiling}
 
 
 def main(device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -181,6 +207,11 @@ def main(device: str = typer.Option("cpu", help="cpu or cuda"),
           f"ceiling {results['step_ceiling_gflops']:.1f} GFLOP/s (before {results['step_ceiling_before_gflops']:.1f}, "
           f"after {results['step_ceiling_after_gflops']:.1f}); load average {results['load_before']:.1f} "
           f"before, {results['load_after']:.1f} after")
+    if target.type == "cpu":
+        print(f"  per CPU second of this process: {results['train_step_cpu_s']:.1f} CPU s/step, "
+              f"{results['train_step_cpu_gflops']:.1f} GFLOP/s = {100 * results['cpu_ceiling_ratio']:.0f}% of the "
+              f"matmul's {results['cpu_ceiling_gflops']:.1f} GFLOP/s (before {results['cpu_ceiling_before_gflops']:.1f}, "
+              f"after {results['cpu_ceiling_after_gflops']:.1f})")
     if out is not None:
         write_json(out, results)
 
