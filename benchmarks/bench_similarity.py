@@ -8,24 +8,27 @@ warm-up each, and the best time of each is kept, which damps noise from other pr
 shared cores. It reports pairs/s of both, their ratio, the largest score difference, the
 arithmetic rate of the batched head (its three GEMMs: word-region scores, attended contexts,
 Linear(E, S) over the squared differences) and a plain 2048^3 matmul's rate as the ceiling.
-(2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF)
-on a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores,
-ContrastiveLoss, backward, gradient clipping at 2.0 and an Adam step (the trainer's own
-:func:`~hsc.training.step.optimisation_step`). The step's floating-point operations are
-counted in a first, eager step with ``torch.utils.flop_counter.FlopCounterMode`` (matrix
-products and convolutions, forward and backward) less the products that the head's backward
-recomputes (:mod:`hsc.models.fused`), so recomputation cannot inflate the rate. Then one more
-warm-up step (it compiles the head under ``--compile``; its seconds are reported apart) and
-the mean seconds of ``--steps`` steps; the count over that mean is the achieved GFLOP/s. The
-ceiling is a 2048^3 float32 matmul's rate (best of 3) measured in the same process just
-before the warm-up step and again just after the last step; the larger of the two is used, so
-a machine busier during one measurement than the other cannot flatter the ratio. The
-1-minute load average before and after is recorded beside them. On a CPU the same figures
-are also taken per CPU second of this process (``time.process_time``) rather than per wall
-second: with one thread that is the compute the process actually received, so the ratio stays
-fair when other processes share the core (their cache traffic still slows both sides). ``--amp`` runs the step under autocast (bfloat16 on
-a CPU, float16 with loss scaling on CUDA), against the same float32 ceiling. ``--compile``
-wraps the similarity head in ``torch.compile``. For a fair figure on a shared machine pin one core and one thread:
+(2) Training step: the full HSC model (4 region-graph blocks, 4 text attention layers, SAF) on
+a batch of 128 pairs of 36 x 2048 features: forward to the 128 x 128 scores, ContrastiveLoss,
+backward, gradient clipping at 2.0 and an Adam step (the trainer's own
+:func:`~hsc.training.step.optimisation_step`). The step's floating-point operations are counted
+in a first, eager step with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
+convolutions, forward and backward) less the products that the head's backward recomputes
+(:mod:`hsc.models.fused`), so recomputation cannot inflate the rate. Then one more warm-up step
+(it compiles the head under ``--compile``; its seconds are reported apart) and the mean seconds
+of ``--steps`` steps; the count over that mean is the achieved GFLOP/s. The ceiling is a 2048^3
+float32 matmul's rate (best of 3) measured in the same process just before the warm-up step and
+again just after the last step; the larger of the two is used, so a machine busier during one
+measurement than the other cannot flatter the ratio. The 1-minute load average before and after
+is recorded beside them. On a CPU the same figures are also taken per CPU second of this
+process (``time.process_time``) rather than per wall second: with one thread that is the
+compute the process actually received, so the ratio stays fair when other processes share the
+core (their cache traffic still slows both sides). ``--amp`` runs the step under autocast
+(bfloat16 on a CPU, float16 with loss scaling on CUDA), against the same float32 ceiling.
+``--compile`` wraps the similarity head in ``torch.compile``; measured on a CPU it ran 20.0 CPU
+s/step against 21.2 to 25.7 eager, within the eager runs' spread, after a compile of about 3
+CPU minutes, so the trainer does not compile (figures in the README's "Measured cost"). For a
+fair figure on a shared machine pin one core and one thread:
 ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_similarity.py --no-head``.
 """
 
