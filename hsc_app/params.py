@@ -7,7 +7,7 @@ reported once, as one line naming the file and the key, before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Hashable, Literal, Optional
+from typing import Hashable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,7 +39,7 @@ class TrainParams(Section):
     phrase_loss: float = Field(0.0, ge=0)  # weight of the phrase-level hinge loss (needs prepare.phrases); 0: off
     grad_clip: float = Field(2.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    amp: Union[bool, Literal["auto"]] = "auto"  # auto: fp16 on CUDA, fp32 on CPU; true: also bf16 on CPU; false: fp32 (hsc/training/precision.py)
     seed: int = 0
     val_every_steps: int = Field(0, ge=0)  # 0: validate at the end of each epoch only
     workers: int = Field(0, ge=0)

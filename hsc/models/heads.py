@@ -23,6 +23,7 @@ from torch import nn
 from hsc.errors import HscError
 from hsc.models import plain_ops
 from hsc.models.config import HeadConfig
+from hsc.models.fused import squared_difference_linear
 from hsc.models.layers import EPS, init_head_modules_, l2norm
 from hsc.models.text import word_mask
 
@@ -180,7 +181,7 @@ class SimilarityEncoder(nn.Module):
         # Without autograd, every block's (Bi, words, E) differences reuse one buffer: a fresh one per
         # block costs more in page faults than the arithmetic that fills it.
         workspace = None
-        if not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad)):
+        if not torch.is_grad_enabled():
             workspace = img.new_empty(img.size(0) * img.size(2) * max(int(lengths[a:b].sum()) for a, b in blocks))
 
         def block_nodes(start: int, stop: int) -> PairNodes:
@@ -216,15 +217,17 @@ class SimilarityEncoder(nn.Module):
         attn = self.word_attention(img, words, word_caption, len(lengths))  # (Bi, W, R)
         # ||attn . regions|| from the Gram matrix: an (R, R) product instead of a pass over E.
         norm = ((attn @ gram) * attn).sum(dim=2, keepdim=True).clamp_min(0).sqrt()
-        diff_loc = self._squared_differences(attn / (norm + EPS), img, words, workspace)
-        return PairNodes(glo, l2norm(self.sim_tranloc_w(diff_loc)), word_caption)
+        attn = attn / (norm + EPS)
+        if workspace is None:  # autograd: keep no (Bi, W, E) tensor for the backward, rebuild it there
+            loc = squared_difference_linear(attn, img, words, self.sim_tranloc_w.weight, self.sim_tranloc_w.bias)
+        else:
+            loc = self.sim_tranloc_w(self._squared_differences(attn, img, words, workspace))
+        return PairNodes(glo, l2norm(loc), word_caption)
 
     @staticmethod
     def _squared_differences(attn: torch.Tensor, img: torch.Tensor, words: torch.Tensor,
-                             workspace: torch.Tensor | None) -> torch.Tensor:
-        """(Bi, W, E) squared differences (attn . regions - word)^2, in ``workspace`` when given."""
-        if workspace is None:  # autograd needs out-of-place ops
-            return torch.baddbmm(-words, attn, img).square()
+                             workspace: torch.Tensor) -> torch.Tensor:
+        """(Bi, W, E) squared differences (attn . regions - word)^2, computed in ``workspace``."""
         diff = workspace[:attn.size(0) * attn.size(1) * img.size(2)].view(attn.size(0), attn.size(1), img.size(2))
         return torch.bmm(attn, img, out=diff).sub_(words).square_()
 

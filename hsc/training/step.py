@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -13,15 +13,15 @@ from hsc.training.distributed import LOCAL, Gather, average_gradients, synced
 
 def optimisation_step(model: nn.Module, objective: Any, optimizer: torch.optim.Optimizer,
                       scaler: torch.amp.GradScaler, grad_clip: float, batch: PairBatch,
-                      gather: Gather = LOCAL) -> torch.Tensor:
-    """Forward (fp16 autocast when ``scaler`` is enabled), the objective, backward, gradient averaging, clipping, update.
+                      gather: Gather = LOCAL, autocast: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Forward (under ``autocast`` when given), the objective, backward, gradient averaging, clipping, update.
 
     ``batch`` is this rank's share of the global batch, on the model's device; ``gather`` joins the
-    shares (identity in one process). Returns the global batch's loss, detached and still on the
-    device (reading it would synchronise a GPU).
+    shares (identity in one process); ``scaler`` is enabled for float16 (:mod:`hsc.training.precision`).
+    Returns the global batch's loss, detached and still on the device (reading it would synchronise a GPU).
     """
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()), \
+    with torch.autocast(device_type=batch.images.device.type, dtype=autocast, enabled=autocast is not None), \
             synced(gather):
         loss = objective(model, batch, gather)
     scaler.scale(loss).backward()

@@ -34,6 +34,7 @@ from hsc.training.collapse import FloorWatch, floor_patience
 from hsc_app.training.curves import staged_curves
 from hsc.training.distributed import Gather, batch_plan, broadcast_parameters, pad_tokens, sync_batchnorm
 from hsc.training.phrases import phrase_objective
+from hsc.training.precision import autocast_dtype, grad_scaler
 from hsc_app.training.resume import resumable_state, run_fingerprint
 from hsc.training.step import optimisation_step
 
@@ -80,7 +81,7 @@ class Trainer:
         self.restart = restart  # ignore last.pt (e.g. a damaged one) and start afresh
         self.cfg = params.train
         self.world, self.device = start(self.cfg.device, "train.device")
-        self.use_amp = self.cfg.amp and self.device.type == "cuda"
+        self.autocast = autocast_dtype(self.cfg.amp, self.device)
         self.out_dir = out_dir
         self.metrics_dir = metrics_dir
         self.train_reader = SplitReader(data_dir / "train.h5")
@@ -99,7 +100,7 @@ class Trainer:
             "init": sha256_file(Path(self.cfg.init)) if self.cfg.init else None,
         })
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = grad_scaler(self.autocast, self.device)
         # The hinge loss, switched to hardest negatives after the warm-up; the model's objective wraps it.
         self.ranking = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
         self.objective = phrase_objective(self.model.objective(self.ranking, self.train_reader, data_dir / "vocab.json"),
@@ -136,7 +137,7 @@ class Trainer:
             return 0, 0, -math.inf, 0, [], []
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.use_amp and state.get("scaler"):  # empty when the run so far had no AMP
+        if self.scaler.is_enabled() and state.get("scaler"):  # empty when the run so far had no float16 AMP
             self.scaler.load_state_dict(state["scaler"])
         print(f"resuming from {self.last_path} after epoch {state['epoch']}")
         best_rsum, best_epoch = state["best_rsum"], state["best_epoch"]
@@ -162,7 +163,7 @@ class Trainer:
     def _step(self, batch: PairBatch, gather: Gather) -> float:
         with out_of_memory_advice(self.memory_advice):
             loss = optimisation_step(self.model, self.objective, self.optimizer, self.scaler, self.cfg.grad_clip,
-                                     pad_tokens(batch.to(self.device), gather), gather)
+                                     pad_tokens(batch.to(self.device), gather), gather, self.autocast)
         return loss.item()
 
     def _watch_floor(self, watch: FloorWatch, loss: float, batch: PairBatch, epoch: int, step: int) -> None:
