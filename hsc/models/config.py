@@ -81,8 +81,8 @@ class HganLevels(Section):
 class SsamtLayers(Section):
     """SSAMT's phrase attention and word-to-region cross-attention (docs/models.md, "ssamt")."""
 
-    heads: int = Field(4, ge=1)  # attention heads of both layers; divides embed_size
-    phrase_window: int = Field(2, ge=0)  # a word attends to the words this close to it (its phrase)
+    heads: int = Field(2, ge=1)  # attention heads of both layers; divides embed_size and attn_dim
+    attn_dim: int = Field(64, ge=1)  # size of the word-to-region cross-attention (its cost is per pair)
 
 
 class FamilyConfig(Section):
