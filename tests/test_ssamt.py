@@ -74,3 +74,8 @@ def test_a_splits_spans_reach_training_batches_and_scoring(tiny_prepared_phrases
     changed = encode_split(model, reader, batch_size=8, device="cpu").captions
     assert not torch.allclose(parsed[0], changed[0])
     assert torch.equal(parsed[1:], changed[1:])
+
+
+def test_heads_must_divide_the_cross_attention_width() -> None:
+    with pytest.raises(HscError, match="'model.ssamt.heads': 3 does not divide ssamt.attn_dim 64"):
+        ModelSpec.resolve("ssamt", DataShape(12, 5, 30), {"embed_size": 48, "ssamt": {"heads": 3}})
