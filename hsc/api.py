@@ -10,10 +10,11 @@ those with the model (every candidate when the gallery is no larger). Example: R
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch
 from hsc.atomic import atomic_path
 from hsc.checkpoint import check_fits, load_model
 from hsc.data.batches import collate_captions
+from hsc.data.phrase_units import CaptionUnits, membership
 from hsc.data.store import SplitReader
 from hsc.data.vocab import UNK_ID, Vocabulary
 from hsc.evaluation.protocols import scored_image_rows
@@ -62,12 +64,15 @@ class Retriever:
         return [word for word in tokenize(text) if self.vocab.id_of(word) == UNK_ID]
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encodings of free texts (tokenised as prepare does) and their lengths."""
+        """Encodings of free texts (tokenised as prepare does, parsed into phrases as prepare does
+        when the model reads them) and their lengths."""
         from hsc.data.tokenizer import tokenize
 
         tokens, lengths = collate_captions([torch.tensor(self.vocab.encode(tokenize(text))) for text in texts])
+        phrases = query_phrases(texts, lengths, tokens.size(1)).to(self.device) if self.model.reads_phrases else None
         with inference(self.model):
-            return self.model.encode_captions(tokens.to(self.device), lengths.to(self.device)), lengths.to(self.device)
+            return (self.model.encode_captions(tokens.to(self.device), lengths.to(self.device), phrases),
+                    lengths.to(self.device))
 
     def encode_images(self, rows: Sequence[int]) -> torch.Tensor:
         """Encodings of the split's images at ``rows``."""
@@ -131,6 +136,22 @@ class Retriever:
 
     def _captions_of(self, image: int) -> list[str]:
         return [self.caption_text(int(j)) for j in np.flatnonzero(self.reader.caption_image == self.image_rows[image])]
+
+
+def query_phrases(texts: Sequence[str], lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, P, width) phrase memberships of free texts, parsed by ``prepare.phrases``'s parser."""
+    from hsc.data.phrases import parse_captions
+
+    units = CaptionUnits(parse_captions(_query_parser(), texts), lengths.numpy(), "query")
+    return membership([units[b] for b in range(len(texts))], lengths, width)
+
+
+@functools.lru_cache(maxsize=1)
+def _query_parser() -> Any:
+    """The phrase parser, loaded once per process (a second or so)."""
+    from hsc.data.phrases import load_parser  # spaCy: only when a model reads phrases
+
+    return load_parser("free-text queries to a model that reads phrases (ssamt)")
 
 
 def _top(scores: torch.Tensor, n: int) -> torch.Tensor:

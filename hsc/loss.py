@@ -61,7 +61,7 @@ class RankingObjective:
         self.ranking = ranking
 
     def __call__(self, model: nn.Module, batch: "PairBatch", gather: Gather = LOCAL) -> torch.Tensor:
-        scores = gather(model(batch.images, batch.tokens, batch.lengths, gather))  # rows of every rank
+        scores = gather(model(batch.images, batch.tokens, batch.lengths, gather, batch.phrases))  # rows of every rank
         return self.ranking(scores.float())  # margins in float32
 
 
@@ -80,7 +80,7 @@ class ShortlistObjective:
 
     def __call__(self, model: Any, batch: "PairBatch", gather: Gather = LOCAL) -> torch.Tensor:
         img = model.encode_images(batch.images)
-        cap = model.encode_captions(batch.tokens, batch.lengths)
+        cap = model.encode_captions(batch.tokens, batch.lengths, batch.phrases)
         img_vec, cap_vec = model.shortlist_vectors(img, cap, batch.lengths)
         scores = gather(img_vec @ gather(cap_vec).t())  # this rank's images x every caption, rows of every rank
         return self.objective(model, batch, gather) + self.weight * self.ranking(scores.float())

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hsc.api import gallery_path, load
 from hsc.checkpoint import save_checkpoint
 from hsc.data.store import SplitReader
+from hsc.evaluation.scoring import inference
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
 from hsc_app.cli import app
@@ -94,3 +95,25 @@ def test_embed_writes_vectors_with_ids(tmp_path: Path, tiny_prepared: Path, name
 
 def _captions(retriever) -> tuple[torch.Tensor, torch.Tensor]:
     return retriever.gallery.captions, retriever.gallery.lengths
+
+
+def test_ssamt_parses_free_text_into_phrases(tmp_path: Path, tiny_prepared_phrases: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "best.pt", tiny_prepared_phrases, "ssamt")
+    retriever = load(checkpoint, tiny_prepared_phrases)
+    words, lengths = retriever.encode_texts(["a red car on a small dog"])
+    # the query's own parse: scored against the gallery, it ranks as the gallery's captions are ranked
+    every = retriever.score(retriever.gallery.images, words, lengths)[:, 0]
+    hits = retriever.search("a red car on a small dog", k=3, shortlist=10_000)
+    assert [hit.index for hit in hits] == list(np.argsort(-every, kind="stable")[:3])
+    with inference(retriever.model):
+        unparsed = retriever.model.encode_captions(*_tokens(retriever, "a red car on a small dog"),
+                                                   torch.zeros(1, 0, words.size(1), dtype=torch.bool))
+        assert torch.equal(words, retriever.encode_texts(["a red car on a small dog"])[0])
+    assert not torch.allclose(words, unparsed)  # the parse reached the phrase attention
+
+
+def _tokens(retriever, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from hsc.data.tokenizer import tokenize
+
+    ids = torch.tensor([retriever.vocab.encode(tokenize(text))])
+    return ids, torch.tensor([ids.size(1)])

@@ -30,11 +30,12 @@ def reader(tmp_path: Path, features: np.ndarray) -> SplitReader:
 def test_pair_items(reader: SplitReader, features: np.ndarray):
     dataset = PairDataset(reader)
     assert len(dataset) == 6
-    image, tokens, caption_id, image_id = dataset[3]
+    image, tokens, caption_id, image_id, units = dataset[3]
     assert image.dtype == torch.float32 and image.shape == (4, 6)
     assert torch.equal(image, torch.from_numpy(features[1]))
     assert tokens.dtype == torch.int64 and tokens.tolist() == reader.caption(3).tolist()
     assert (caption_id, image_id) == (3, 1)
+    assert units is None  # prepared without prepare.phrases
 
 
 def test_collate_pairs_pads_with_zero(reader: SplitReader, features: np.ndarray):

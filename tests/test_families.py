@@ -9,7 +9,9 @@ import torch
 
 from hsc.checkpoint import load_model, save_checkpoint
 from hsc.data.batches import PairDataset, collate_pairs
+from hsc.data.phrase_units import membership
 from hsc.data.store import SplitReader
+from hsc.errors import HscError
 from hsc.evaluation.scoring import encode_split, score_matrix
 from hsc.loss import ContrastiveLoss
 from hsc.models.config import VARIANTS, DataShape, ModelSpec
@@ -34,11 +36,22 @@ def inputs(n_images: int = 3, lengths: tuple[int, ...] = (7, 2, 4, 1, 6), seed: 
     return torch.randn(n_images, shape.regions, shape.img_dim, generator=gen), tokens, lengths_t
 
 
+def phrases_of(lengths: torch.Tensor) -> torch.Tensor:
+    """Parsed phrases as a parser might give them: the words' first half an entity, and a triple
+    (first word, second word, last word) when there are four words or more."""
+    units = []
+    for n in lengths.tolist():
+        words = n - 2
+        own = [((1, 1 + (words + 1) // 2),)] if words > 0 else []
+        units.append(own + ([((1, 2), (2, 3), (n - 2, n - 1))] if words >= 4 else []))
+    return membership(units, lengths, int(lengths.max()))
+
+
 def warm_up(model: torch.nn.Module) -> torch.nn.Module:
     """One training-mode forward so BatchNorm statistics are not their initial values."""
     feats, tokens, lengths = inputs(n_images=5, seed=2, shape=model.spec.data)
     with torch.no_grad():
-        model.train()(feats, tokens, lengths)
+        model.train()(feats, tokens, lengths, phrases=phrases_of(lengths))
     return model.eval()
 
 
@@ -51,7 +64,7 @@ def name(request) -> str:
 def test_encodings_have_the_shapes_of_their_granularity(name: str) -> None:
     model = warm_up(tiny_model(name))
     feats, tokens, lengths = inputs()
-    img, cap = model.encode_images(feats), model.encode_captions(tokens, lengths)
+    img, cap = model.encode_images(feats), model.encode_captions(tokens, lengths, phrases_of(lengths))
     if model.granularity == "token":
         assert img.shape[:2] == (3, R) and cap.shape[:2] == (5, int(lengths.max()))
     else:
@@ -65,11 +78,12 @@ def test_encodings_have_the_shapes_of_their_granularity(name: str) -> None:
 def test_batched_scores_equal_each_pair_scored_alone(name: str) -> None:
     model = warm_up(tiny_model(name))
     feats, tokens, lengths = inputs()
-    batched = model.similarity(model.encode_images(feats), model.encode_captions(tokens, lengths), lengths)
+    phrases = phrases_of(lengths)
+    batched = model.similarity(model.encode_images(feats), model.encode_captions(tokens, lengths, phrases), lengths)
     for i in range(len(feats)):
         img = model.encode_images(feats[i:i + 1])
         for j, n in enumerate(lengths.tolist()):
-            cap = model.encode_captions(tokens[j:j + 1, :n], lengths[j:j + 1])
+            cap = model.encode_captions(tokens[j:j + 1, :n], lengths[j:j + 1], phrases[j:j + 1, :, :n])
             assert torch.allclose(model.similarity(img, cap, lengths[j:j + 1])[0, 0], batched[i, j], atol=1e-5)
 
 
@@ -79,14 +93,34 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(name: str, tmp_path: Path
     loaded, checkpoint = load_model(tmp_path / "m.pt")
     assert ModelSpec.from_dict(checkpoint["model_config"]) == model.spec
     feats, tokens, lengths = inputs()
+    phrases = phrases_of(lengths)
     with torch.no_grad():
-        got = loaded.similarity(loaded.encode_images(feats), loaded.encode_captions(tokens, lengths), lengths)
-        want = model.similarity(model.encode_images(feats), model.encode_captions(tokens, lengths), lengths)
+        got = loaded.similarity(loaded.encode_images(feats), loaded.encode_captions(tokens, lengths, phrases), lengths)
+        want = model.similarity(model.encode_images(feats), model.encode_captions(tokens, lengths, phrases), lengths)
     assert torch.equal(got, want)
 
 
-def test_split_scoring_equals_the_models_own_similarity(name: str, tiny_prepared: Path) -> None:
-    reader = SplitReader(tiny_prepared / "test.h5")
+@torch.no_grad()
+def test_phrases_reach_only_the_models_that_read_them(name: str) -> None:
+    model = warm_up(tiny_model(name))
+    feats, tokens, lengths = inputs()
+    img = model.encode_images(feats)
+    with_phrases = model.similarity(img, model.encode_captions(tokens, lengths, phrases_of(lengths)), lengths)
+    if model.reads_phrases:
+        with pytest.raises(HscError, match="prepare.phrases: true"):
+            model.encode_captions(tokens, lengths)
+    else:
+        assert torch.equal(with_phrases, model.similarity(img, model.encode_captions(tokens, lengths), lengths))
+
+
+@pytest.fixture
+def prepared(name: str, request) -> Path:
+    """The tiny prepared data, with parsed phrases for a model that reads them."""
+    return request.getfixturevalue("tiny_prepared_phrases" if tiny_model(name).reads_phrases else "tiny_prepared")
+
+
+def test_split_scoring_equals_the_models_own_similarity(name: str, prepared: Path) -> None:
+    reader = SplitReader(prepared / "test.h5")
     model = warm_up(tiny_model(name, DataShape(reader.feat_dim, reader.regions, reader.vocab_size)))
     emb = encode_split(model, reader, batch_size=7, device="cpu")
     sims = score_matrix(model, emb, img_block=3, cap_block=11, device="cpu")
@@ -96,10 +130,10 @@ def test_split_scoring_equals_the_models_own_similarity(name: str, tiny_prepared
     assert torch.allclose(torch.from_numpy(sims), expected.float(), atol=1e-5)
 
 
-def test_a_few_training_steps_lower_the_loss(name: str, tiny_prepared: Path) -> None:
-    reader = SplitReader(tiny_prepared / "train.h5")
+def test_a_few_training_steps_lower_the_loss(name: str, prepared: Path) -> None:
+    reader = SplitReader(prepared / "train.h5")
     model = tiny_model(name, DataShape(reader.feat_dim, reader.regions, reader.vocab_size)).train()
-    objective = model.objective(ContrastiveLoss(margin=0.2, max_violation=False), reader, tiny_prepared / "vocab.json")
+    objective = model.objective(ContrastiveLoss(margin=0.2, max_violation=False), reader, prepared / "vocab.json")
     batch = collate_pairs([PairDataset(reader)[j] for j in range(0, 80, 5)])  # 16 captions of 16 images
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     scaler = torch.amp.GradScaler("cuda", enabled=False)

@@ -99,7 +99,7 @@ def test_shortlist_loss_adds_the_hinge_on_shortlist_vectors() -> None:
     model = build_model(ModelSpec.resolve("saf", DataShape(img_dim=8, regions=4, vocab_size=20),
                                           {"embed_size": 16, "text": {"word_dim": 8}, "head": {"sim_dim": 8}})).eval()
     batch = type("Batch", (), {"images": torch.randn(4, 4, 8), "tokens": torch.randint(4, 20, (4, 6)),
-                               "lengths": torch.full((4,), 6)})()
+                               "lengths": torch.full((4,), 6), "phrases": None})()
     ranking = ContrastiveLoss(margin=0.2, max_violation=False)
     plain = RankingObjective(ranking)(model, batch)
     with_term = ShortlistObjective(RankingObjective(ranking), ranking, 2.0)(model, batch)

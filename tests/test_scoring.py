@@ -30,7 +30,7 @@ class TinyModel(nn.Module):
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.dropout(self.image(feats)), dim=-1)
 
-    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor, phrases: torch.Tensor | None = None) -> torch.Tensor:
         mask = torch.arange(tokens.shape[1]) < lengths[:, None]
         return self.words(tokens) * mask[..., None]
 
@@ -47,6 +47,7 @@ class MemoryReader:
     def __init__(self, n_images: int, seed: int = 0, per_caption_rows: bool = False) -> None:
         rng = np.random.default_rng(seed)
         self.path = "memory/test.h5"
+        self.phrases = None  # prepared without prepare.phrases
         self.n_captions = 5 * n_images
         self.captions = [rng.integers(1, 30, size=rng.integers(3, 9)) for _ in range(self.n_captions)]
         feats = rng.standard_normal((n_images, 4, 8)).astype(np.float32)

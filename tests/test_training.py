@@ -159,7 +159,7 @@ def test_loss_at_the_constant_score_floor_is_reported_once(tiny_prepared, tiny_p
     trainer = Trainer(tiny_params(tiny_params_dict, epochs=1), tiny_prepared, tmp_path / "ckpt", tmp_path / "m")
     anchor = next(trainer.model.parameters())
     # Training scores all one value (still attached to the weights); dev scoring is untouched.
-    trainer.model.forward = lambda images, tokens, lengths, gather=None: anchor.sum() * 0 + torch.full((len(lengths),) * 2, 0.5)
+    trainer.model.forward = lambda images, tokens, lengths, gather=None, phrases=None: anchor.sum() * 0 + torch.full((len(lengths),) * 2, 0.5)
     trainer.run()
     warnings = [line for line in capsys.readouterr().out.splitlines() if "constant-score floor" in line]
     # 19 steps, patience half an epoch (9): one streak, one warning; last batch (12) has its own floor.

@@ -11,10 +11,11 @@ from typing import NamedTuple, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from hsc.data.phrase_units import Unit, membership, split_units
 from hsc.data.store import SplitReader
 from hsc.data.vocab import PAD_ID
 
-PairItem = tuple[torch.Tensor, torch.Tensor, int, int]
+PairItem = tuple[torch.Tensor, torch.Tensor, int, int, "list[Unit] | None"]
 
 
 class PairBatch(NamedTuple):
@@ -25,17 +26,21 @@ class PairBatch(NamedTuple):
     lengths: torch.Tensor  # (B,) int64, tokens per caption incl. <start>/<end>
     caption_ids: torch.Tensor  # (B,) int64, caption index j in the split
     image_ids: torch.Tensor  # (B,) int64, image index of caption j
+    # (B, P, L) bool, the tokens of each caption's parsed phrases (hsc.data.phrase_units); None
+    # for a split prepared without prepare.phrases
+    phrases: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "PairBatch":
         """The batch on ``device`` (non-blocking from pinned memory)."""
-        return PairBatch(*(tensor.to(device, non_blocking=True) for tensor in self))
+        return PairBatch(*(None if tensor is None else tensor.to(device, non_blocking=True) for tensor in self))
 
 
 class PairDataset(Dataset):
-    """One item per caption: (its image's features, its ids, caption index, image index)."""
+    """One item per caption: (its image's features, its ids, caption index, image index, its phrase units or None)."""
 
     def __init__(self, reader: SplitReader) -> None:
         self.reader = reader
+        self.units = split_units(reader)
 
     def __len__(self) -> int:
         return self.reader.n_captions
@@ -43,12 +48,13 @@ class PairDataset(Dataset):
     def __getitem__(self, j: int) -> PairItem:
         image = int(self.reader.caption_image[j])
         features = torch.from_numpy(self.reader.features([image])[0])
-        return features, torch.from_numpy(self.reader.caption(j)), int(j), image
+        units = None if self.units is None else self.units[j]
+        return features, torch.from_numpy(self.reader.caption(j)), int(j), image, units
 
 
 def collate_pairs(items: Sequence[PairItem]) -> PairBatch:
-    """Stack images and pad captions of :class:`PairDataset` items."""
-    images, captions, caption_ids, image_ids = zip(*items)
+    """Stack images and pad captions (and their phrase memberships) of :class:`PairDataset` items."""
+    images, captions, caption_ids, image_ids, units = zip(*items)
     tokens, lengths = collate_captions(captions)
     return PairBatch(
         images=torch.stack(images),
@@ -56,6 +62,7 @@ def collate_pairs(items: Sequence[PairItem]) -> PairBatch:
         lengths=lengths,
         caption_ids=torch.tensor(caption_ids, dtype=torch.int64),
         image_ids=torch.tensor(image_ids, dtype=torch.int64),
+        phrases=None if units[0] is None else membership(units, lengths, tokens.size(1)),
     )
 
 

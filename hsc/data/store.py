@@ -183,6 +183,11 @@ class SplitReader:
         return len(self.caption_image)
 
     @property
+    def caption_lengths(self) -> np.ndarray:
+        """(C,) tokens per caption, ``<start>`` and ``<end>`` included."""
+        return np.diff(self._offsets)
+
+    @property
     def vocab_sha256(self) -> str:
         return str(self.attrs["vocab_sha256"])
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hsc.data.batches import collate_captions
+from hsc.data.phrase_units import membership, split_units
 from hsc.evaluation.distributed import gather_rows, my_block_starts
 from hsc.evaluation.protocols import scored_image_rows, scored_relevance
 from hsc.errors import HscError
@@ -64,13 +65,15 @@ def inference(model: torch.nn.Module) -> Iterator[None]:
 def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.device | str) -> SplitEmbeddings:
     """Encode the split's scored images (see ``scored_image_rows``) and all its captions.
 
-    Captions go in batches of ``model.caption_batch(batch_size)``, in file order.
+    Captions go in batches of ``model.caption_batch(batch_size)``, in file order, with their
+    parsed phrases when the split has them (``prepare.phrases``).
     """
     device = torch.device(device)
     rows = scored_image_rows(reader.n_images, np.asarray(reader.caption_image), reader_name(reader))
     # Token ids are small, so read them all to size the output; features are read per batch.
     captions = [torch.from_numpy(reader.caption(j)) for j in range(reader.n_captions)]
     lengths = torch.tensor([len(c) for c in captions], dtype=torch.int64)
+    units = split_units(reader)
     image_parts = []
     caption_embs: torch.Tensor | None = None
     with inference(model), bar(unit="items") as progress:
@@ -83,7 +86,9 @@ def encode_split(model: Any, reader: Any, *, batch_size: int, device: torch.devi
         caption_batch = model.caption_batch(batch_size)
         for start in range(0, len(captions), caption_batch):
             tokens, batch_lengths = collate_captions(captions[start:start + caption_batch])
-            embs = model.encode_captions(tokens.to(device), batch_lengths.to(device))
+            phrases = None if units is None else membership(
+                [units[j] for j in range(start, start + len(tokens))], batch_lengths, tokens.size(1)).to(device)
+            embs = model.encode_captions(tokens.to(device), batch_lengths.to(device), phrases)
             if caption_embs is None:  # token-level: (C, longest, E); pooled: (C, E)
                 size = (len(captions), int(lengths.max()), embs.shape[-1]) if embs.dim() == 3 else (len(captions), embs.shape[-1])
                 caption_embs = embs.new_zeros(size)

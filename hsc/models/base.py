@@ -7,6 +7,11 @@ A family encodes at one of two granularities (``spec.config.granularity``):
 - ``pooled``: ``encode_images`` -> (N, E), ``encode_captions`` -> (C, E); ``similarity`` is
   their matrix product, so scoring a split is a blocked GEMM.
 
+Captions may come with their parsed phrases: ``phrases`` (C, P, L) bool, the tokens of each
+caption's entities and triples (:mod:`hsc.data.phrase_units`), present when the split was
+prepared with ``prepare.phrases``. A family whose attention reads them sets ``reads_phrases``
+(and fails without them); the others ignore them.
+
 Training asks the model for its ``objective`` (the hinge loss on ``forward``'s batch scores, plus
 whatever terms the family adds); scoring, validation, evaluation, ensembles and checkpoints
 use only the methods below.
@@ -30,6 +35,8 @@ from hsc.training.distributed import LOCAL, Gather
 class RetrievalModel(nn.Module, abc.ABC):
     """Base of every family: built from a :class:`ModelSpec`, which its checkpoint stores."""
 
+    reads_phrases = False  # True: encode_captions needs the captions' parsed phrases
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -43,20 +50,23 @@ class RetrievalModel(nn.Module, abc.ABC):
         """(B, R, D) float features -> (B, R, E) regions or (B, E) vectors."""
 
     @abc.abstractmethod
-    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, L) int64 ids and (B,) lengths -> (B, L, E) words (zero past each length) or (B, E) vectors."""
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                        phrases: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) int64 ids, (B,) lengths and optional (B, P, L) phrase memberships -> (B, L, E)
+        words (zero past each length) or (B, E) vectors."""
 
     @abc.abstractmethod
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encoded images x encoded captions -> (Bi, Bc) scores."""
 
     def forward(self, feats: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
-                gather: Gather = LOCAL) -> torch.Tensor:
+                gather: Gather = LOCAL, phrases: torch.Tensor | None = None) -> torch.Tensor:
         """(B, B) scores of a batch of pairs: rows images, columns captions, positives on the diagonal.
 
         Under torchrun, this rank's images x every rank's captions (``gather`` joins the shares).
         """
-        return self.similarity(self.encode_images(feats), gather(self.encode_captions(tokens, lengths)), gather(lengths))
+        return self.similarity(self.encode_images(feats), gather(self.encode_captions(tokens, lengths, phrases)),
+                               gather(lengths))
 
     def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
                           lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

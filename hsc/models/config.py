@@ -81,8 +81,8 @@ class HganLevels(Section):
 class SsamtLayers(Section):
     """SSAMT's phrase attention and word-to-region cross-attention (docs/models.md, "ssamt")."""
 
-    heads: int = Field(4, ge=1)  # attention heads of both layers; divides embed_size
-    phrase_window: int = Field(2, ge=0)  # a word attends to the words this close to it (its phrase)
+    heads: int = Field(2, ge=1)  # attention heads of both layers; divides embed_size and attn_dim
+    attn_dim: int = Field(64, ge=1)  # size of the word-to-region cross-attention (its cost is per pair)
 
 
 class FamilyConfig(Section):
@@ -224,9 +224,10 @@ def _check(config: FamilyConfig, source: str, prefix: str) -> None:
         raise HscError(f"{source}: key '{prefix}image.graph_heads': {image.graph_heads} does not divide embed_size "
                        f"{config.embed_size}; each affinity head gets embed_size / graph_heads channels")
     ssamt = getattr(config, "ssamt", None)
-    if ssamt is not None and config.embed_size % ssamt.heads:
-        raise HscError(f"{source}: key '{prefix}ssamt.heads': {ssamt.heads} does not divide embed_size "
-                       f"{config.embed_size}; each attention head gets embed_size / heads channels")
+    for size, name in ((config.embed_size, "embed_size"), (getattr(ssamt, "attn_dim", 0), "ssamt.attn_dim")):
+        if ssamt is not None and size % ssamt.heads:
+            raise HscError(f"{source}: key '{prefix}ssamt.heads': {ssamt.heads} does not divide {name} "
+                           f"{size}; each attention head gets {name} / heads channels")
     levels = getattr(config, "hgan", None)
     if levels is not None and not (levels.local_level or levels.intermediate_level or levels.global_level):
         raise HscError(f"{source}: keys '{prefix}hgan.local_level', 'intermediate_level', 'global_level' are all "

@@ -29,7 +29,8 @@ class CrossAttentionModel(RetrievalModel):
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return self.img_enc(feats)
 
-    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                        phrases: torch.Tensor | None = None) -> torch.Tensor:  # phrases: not read
         return self.txt_enc(tokens, lengths)
 
     def similarity(self, img: torch.Tensor, cap: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

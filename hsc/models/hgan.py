@@ -114,7 +114,8 @@ class HierarchicalGraphAlignment(RetrievalModel):
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return self.img_enc(feats)
 
-    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                        phrases: torch.Tensor | None = None) -> torch.Tensor:  # phrases: not read
         return self.txt_enc(tokens, lengths)
 
     def _space(self, features: torch.Tensor) -> torch.Tensor:

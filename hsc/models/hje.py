@@ -66,7 +66,8 @@ class HierarchicalJointEmbedding(PooledModel):
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return self._join(*self.image_spaces(feats))
 
-    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                        phrases: torch.Tensor | None = None) -> torch.Tensor:  # phrases: not read
         return self._join(*self.caption_spaces(tokens, lengths))
 
     def objective(self, ranking: ContrastiveLoss, reader: Any, vocab_path: Path) -> Any:

@@ -94,7 +94,9 @@ def pad_tokens(batch: PairBatch, gather: Gather) -> PairBatch:
         return batch
     width = torch.tensor(batch.tokens.size(1), device=batch.tokens.device)
     dist.all_reduce(width, op=dist.ReduceOp.MAX)
-    return batch._replace(tokens=F.pad(batch.tokens, [0, int(width) - batch.tokens.size(1)]))
+    extra = int(width) - batch.tokens.size(1)
+    phrases = None if batch.phrases is None else F.pad(batch.phrases, [0, extra])  # padding is in no phrase
+    return batch._replace(tokens=F.pad(batch.tokens, [0, extra]), phrases=phrases)
 
 
 def average_gradients(model: nn.Module) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from hsc.data.batches import PairBatch, collate_captions
+from hsc.data.phrase_units import membership, whole_phrase_units
 from hsc.data.store import SplitReader
 from hsc.data.vocab import END_ID, START_ID
 from hsc.errors import HscError
@@ -102,8 +103,11 @@ class PhraseObjective:
             tokens, lengths = collate_captions([torch.tensor(ids) for ids in positives + negatives])
             device = batch.images.device
             # every image x every phrase, as the batch is scored (a family may normalise over the batch's images)
+            # a phrase scored as a caption is one parsed unit: all its words (read by ssamt's phrase attention)
+            phrases = membership(whole_phrase_units(lengths.tolist()), lengths, tokens.size(1)).to(device)
             scores = model.similarity(model.encode_images(batch.images),
-                                      model.encode_captions(tokens.to(device), lengths.to(device)), lengths.to(device))
+                                      model.encode_captions(tokens.to(device), lengths.to(device), phrases),
+                                      lengths.to(device))
             mine = scores.float()[torch.tensor(rows, device=device)]
             index = torch.arange(n, device=device)
             phrase_loss = (self.margin - mine[index, index] + mine[index, index + n]).clamp(min=0).sum().reshape(1)
