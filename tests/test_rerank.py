@@ -66,23 +66,45 @@ def test_a_shortlist_as_large_as_the_gallery_gives_the_exact_metrics() -> None:
     assert results[0].extra["pairs_scored"] == 12 * 60
 
 
-def test_a_ground_truth_outside_the_shortlist_is_a_miss_not_rank_0() -> None:
-    n = 20
-    # The head puts every ground truth first; the shortlist vectors keep image 0 and caption 0 away from their truths.
+def truth_first_table(n: int) -> np.ndarray:
+    """Head scores that put every ground truth first: 1 on image j // 5, caption j; 0 elsewhere."""
     table = np.zeros((n, 5 * n), dtype=np.float32)
     table[np.arange(5 * n) // 5, np.arange(5 * n)] = 1.0
+    return table
+
+
+def test_a_ground_truth_outside_the_shortlist_is_a_miss_not_rank_0() -> None:
+    n = 20
+    # The shortlist vectors keep image 0 and its captions away from each other in both directions.
     img = torch.eye(n + 1)[:n]
     cap = torch.eye(n + 1)[np.arange(5 * n) // 5]
     cap[5:, n] = 0.5  # image 0 (below) prefers every other image's captions to its own
-    img[0], cap[:5] = torch.eye(n + 1)[n], 0.0
-    cap[0] = -torch.eye(n + 1)[n]  # caption 0 ranks image 0 last
-    result = two_stage_protocols(MatrixModel(table), embeddings(n), (img, cap), [Protocol("full", "test")], 10,
-                                 cap_block=16, device="cpu")[0]
+    img[0] = torch.eye(n + 1)[n]
+    cap[:5] = -torch.eye(n + 1)[n]  # image 0's captions rank it last
+    result = two_stage_protocols(MatrixModel(truth_first_table(n)), embeddings(n), (img, cap),
+                                 [Protocol("full", "test")], 10, cap_block=16, device="cpu")[0]
     assert result.metrics["i2t_r1"] == pytest.approx(100.0 * (n - 1) / n)  # image 0: a miss at R@1, R@5 and R@10
     assert result.metrics["i2t_r10"] == pytest.approx(100.0 * (n - 1) / n)
-    assert result.metrics["t2i_r10"] <= 100.0 * (5 * n - 1) / (5 * n)  # caption 0 misses too
-    assert result.extra["gt_in_shortlist_i2t"] == pytest.approx(100.0 * (n - 1) / n)
+    assert result.metrics["t2i_r10"] == pytest.approx(100.0 * (5 * n - 5) / (5 * n))  # its 5 captions miss too
+    assert result.extra["gt_in_shortlist_i2t"] == result.extra["gt_in_top_k_i2t"] == pytest.approx(100.0 * (n - 1) / n)
     assert result.extra["pairs_scored"] < n * 5 * n
+
+
+def test_a_caption_ranks_the_images_whose_shortlist_held_it() -> None:
+    n = 20
+    # Caption 0's vector prefers images 1..10 to its own, but image 0's own top 10 holds caption 0:
+    # the pair is scored for the image, so the caption finds its image at no extra cost.
+    img = torch.eye(n)
+    cap = torch.eye(n)[np.arange(5 * n) // 5]
+    cap[0] = 0.5 * torch.eye(n)[0] + torch.eye(n)[1:11].sum(0)
+    result = two_stage_protocols(MatrixModel(truth_first_table(n)), embeddings(n), (img, cap),
+                                 [Protocol("full", "test")], 10, cap_block=16, device="cpu")[0]
+    assert result.extra["gt_in_top_k_t2i"] == pytest.approx(100.0 * (5 * n - 1) / (5 * n))
+    assert result.extra["gt_in_shortlist_t2i"] == 100.0
+    assert result.metrics["t2i_r1"] == 100.0
+    shortlisted = {(i, j) for i, row in enumerate(top_k(img, cap, 10)) for j in row}
+    shortlisted |= {(i, j) for j, row in enumerate(top_k(cap, img, 10)) for i in row}
+    assert result.extra["pairs_scored"] == len(shortlisted)  # the union of both directions' top 10, nothing more
 
 
 def test_rerank_k_below_10_is_refused() -> None:

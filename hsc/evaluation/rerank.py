@@ -2,22 +2,20 @@
 
 For each scope of a protocol (the whole split, or one fold: images [a, b) and their captions),
 each image's top ``k`` captions and each caption's top ``k`` images by the dot product of
-pair-independent vectors (``model.shortlist_vectors``) are its candidates. The union of every
-scope's candidate pairs is scored once by the head, image by image.
+pair-independent vectors (``model.shortlist_vectors``) are shortlisted. The union of these
+pairs is the scope's scored set: every pair in it is scored once by the head, image by image.
 
-Ranks come from the existing rank code (:func:`~hsc.evaluation.ranks.query_ranks`), given two
-matrices per scope, because a pair can be shortlisted for its image but not for its caption:
+A query's candidates are every scored pair it belongs to, whichever direction shortlisted
+it: a caption ranks its own top k images AND the images whose top k held that caption (and an
+image likewise). Those pairs are scored anyway, so this costs no head evaluation; it rescues a
+ground truth that one direction's vectors missed and the other found.
 
-- the i2t matrix holds, in row i, the head scores of image i's shortlisted captions;
-- the t2i matrix holds, in column j, the head scores of caption j's shortlisted images;
-- every other entry is ``FLOOR`` less than the scope's lowest head score.
-
-A ground truth outside its query's shortlist then scores the floor: every shortlisted
-candidate outranks it and its tied, non-shortlisted peers do not (ties favour the ground
-truth), so its rank is the shortlist's length, at least 10 (``MIN_RERANK_K``): a miss at every
-reported R@K, never rank 0. The i2t ranks of the first matrix and the t2i ranks of the second
-are exactly the two-stage system's. (Recall-curve points beyond K = k count such a miss as found
-at K = k + 1: an upper bound there.)
+Ranks come from the existing rank code (:func:`~hsc.evaluation.ranks.query_ranks`) on one
+(n, 5n) matrix per scope holding the head scores of the scored pairs; every other entry is
+``FLOOR`` less than the scope's lowest head score. A ground truth outside its query's
+candidates then scores the floor: every candidate outranks it and the tie rule (ties count
+against the ground truth) puts it after its floor peers too, a miss at every reported R@K,
+never rank 0.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from hsc.checkpoint import check_fits, load_model
 from hsc.data.precomp import CAPTIONS_PER_IMAGE
 from hsc.errors import HscError
 from hsc.evaluation.protocols import Protocol, ProtocolResult
-from hsc.evaluation.ranks import (QueryRanks, curve_from_ranks, mean_curve, mean_metrics,
+from hsc.evaluation.ranks import (curve_from_ranks, mean_curve, mean_metrics,
                                   metrics_from_ranks, query_ranks)
 from hsc.evaluation.scoring import SplitEmbeddings, encode_split, inference
 from hsc.progress import bar
@@ -127,37 +125,44 @@ def score_pairs(model: Any, emb: SplitEmbeddings, keys: np.ndarray, *, cap_block
     return scores
 
 
-def scope_ranks(candidates: Shortlist, keys: np.ndarray, scores: np.ndarray, n_captions: int) -> QueryRanks:
-    """The two-stage ranks of a scope (see the module docstring for why they are exact)."""
+def scope_matrix(candidates: Shortlist, keys: np.ndarray, scores: np.ndarray, n_captions: int) -> np.ndarray:
+    """The scope's (n, 5n) scores: the head's on its scored pairs, the floor elsewhere (see the module docstring)."""
     scope = candidates.scope
-    rows = np.arange(scope.n_images)[:, None]
-    cols = np.arange(CAPTIONS_PER_IMAGE * scope.n_images)[:, None]
-    i2t_scores = scores[np.searchsorted(keys, (rows + scope.first_image) * n_captions + candidates.i2t)]
-    t2i_scores = scores[np.searchsorted(keys, candidates.t2i * n_captions + cols + scope.captions.start)]
-    floor = min(i2t_scores.min(), t2i_scores.min()) - FLOOR
-    i2t = np.full((scope.n_images, CAPTIONS_PER_IMAGE * scope.n_images), floor, dtype=np.float32)
-    i2t[rows, candidates.i2t - scope.captions.start] = i2t_scores
-    t2i = np.full_like(i2t, floor)
-    t2i[candidates.t2i - scope.images.start, cols] = t2i_scores
-    return QueryRanks(i2t=query_ranks(i2t, "re-ranked i2t scores").i2t, t2i=query_ranks(t2i, "re-ranked t2i scores").t2i)
+    own = candidates.pair_keys(n_captions)
+    head = scores[np.searchsorted(keys, own)]
+    matrix = np.full((scope.n_images, CAPTIONS_PER_IMAGE * scope.n_images), head.min() - FLOOR, dtype=np.float32)
+    matrix[own // n_captions - scope.images.start, own % n_captions - scope.captions.start] = head
+    return matrix
 
 
-def ground_truth_shares(lists: Sequence[Shortlist]) -> tuple[float, float]:
-    """Percent of image queries with a ground-truth caption among their candidates, and of caption queries."""
-    i2t = np.concatenate([(c.i2t // CAPTIONS_PER_IMAGE == np.arange(c.scope.images.start, c.scope.images.stop)[:, None]).any(1)
-                          for c in lists])
-    t2i = np.concatenate([(c.t2i == np.arange(c.scope.captions.start, c.scope.captions.stop)[:, None]
-                           // CAPTIONS_PER_IMAGE).any(1) for c in lists])
-    return 100.0 * float(i2t.mean()), 100.0 * float(t2i.mean())
+def ground_truth_shares(lists: Sequence[Shortlist], n_captions: int) -> dict[str, float]:
+    """Percent of image and of caption queries with a ground truth among their top k and among their candidates."""
+    top_k_i2t, top_k_t2i, cand_i2t, cand_t2i = [], [], [], []
+    for c in lists:
+        images = np.arange(c.scope.images.start, c.scope.images.stop)
+        captions = np.arange(c.scope.captions.start, c.scope.captions.stop)
+        truths = captions.reshape(-1, CAPTIONS_PER_IMAGE)  # each image's own captions
+        top_k_i2t.append((c.i2t // CAPTIONS_PER_IMAGE == images[:, None]).any(1))
+        top_k_t2i.append((c.t2i == captions[:, None] // CAPTIONS_PER_IMAGE).any(1))
+        scored = np.isin(images[:, None] * n_captions + truths, c.pair_keys(n_captions))  # (n, 5)
+        cand_i2t.append(scored.any(1))
+        cand_t2i.append(scored.ravel())
+
+    def share(parts: list[np.ndarray]) -> float:
+        return round(100.0 * float(np.concatenate(parts).mean()), 2)
+
+    return {"gt_in_shortlist_i2t": share(cand_i2t), "gt_in_shortlist_t2i": share(cand_t2i),
+            "gt_in_top_k_i2t": share(top_k_i2t), "gt_in_top_k_t2i": share(top_k_t2i)}
 
 
 def two_stage_protocols(model: Any, emb: SplitEmbeddings, vectors: tuple[torch.Tensor, torch.Tensor],
                         protocols: Sequence[Protocol], k: int, *, index: str = "matmul", cap_block: int,
                         device: torch.device | str) -> list[ProtocolResult]:
-    """Metrics of ``protocols`` (all on ``emb``'s split) re-ranking the top ``k`` candidates per query.
+    """Metrics of ``protocols`` (all on ``emb``'s split), shortlisting ``k`` per query and re-ranking the candidates.
 
     ``vectors`` are the split's (N, E') image and (C, E') caption shortlist vectors. Each result's
-    ``extra`` holds k, the shares of ground truths in the shortlist, the pairs scored and seconds.
+    ``extra`` holds k, the shares of ground truths among the queries' candidates (``gt_in_shortlist_*``)
+    and among their own top k alone (``gt_in_top_k_*``), the pairs scored and seconds.
     """
     n_images, n_captions = len(emb.images), len(emb.captions)
     started = time.perf_counter()
@@ -168,13 +173,13 @@ def two_stage_protocols(model: Any, emb: SplitEmbeddings, vectors: tuple[torch.T
     seconds = time.perf_counter() - started
     results = []
     for protocol in protocols:
-        per_scope = [scope_ranks(c, keys, scores, n_captions) for c in lists[protocol]]
+        per_scope = [query_ranks(scope_matrix(c, keys, scores, n_captions), "re-ranked scores")
+                     for c in lists[protocol]]
         if protocol.folds == 1:
             metrics, curve = metrics_from_ranks(per_scope[0]), curve_from_ranks(per_scope[0])
         else:
             metrics, curve = mean_metrics(per_scope), mean_curve(per_scope)
-        i2t_share, t2i_share = ground_truth_shares(lists[protocol])
-        extra = {"rerank_k": k, "gt_in_shortlist_i2t": round(i2t_share, 2), "gt_in_shortlist_t2i": round(t2i_share, 2),
+        extra = {"rerank_k": k, **ground_truth_shares(lists[protocol], n_captions),
                  "pairs_scored": int(len(keys_of[protocol])), "seconds": round(seconds, 2)}
         results.append(ProtocolResult(protocol, metrics, curve, extra))
     return results
