@@ -117,3 +117,16 @@ def _tokens(retriever, text: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     ids = torch.tensor([retriever.vocab.encode(tokenize(text))])
     return ids, torch.tensor([ids.size(1)])
+
+
+def test_the_gallery_cache_leaves_the_train_output_unchanged_for_dvc(tmp_path: Path, tiny_prepared: Path) -> None:
+    """The cache sits in data/checkpoints, the train stage's output: .dvcignore must hide it,
+    or `dvc status` reports the stage changed and `dvc repro` retrains."""
+    import pathspec  # DVC's own matcher for .dvcignore
+
+    dvcignore = Path(__file__).resolve().parents[1] / ".dvcignore"
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", dvcignore.read_text(encoding="utf-8").splitlines())
+    checkpoint = tiny_checkpoint(tmp_path / "data" / "checkpoints" / "best.pt", tiny_prepared)
+    cache = gallery_path(checkpoint, tiny_prepared / "test.h5").relative_to(tmp_path)
+    assert spec.match_file(cache.as_posix())
+    assert not spec.match_file(checkpoint.relative_to(tmp_path).as_posix())
