@@ -7,6 +7,7 @@ per physical core, or ``OMP_NUM_THREADS``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Mapping, Optional
 
@@ -38,9 +39,8 @@ def apply_threads(param: int, environ: Mapping[str, str] = os.environ) -> Option
     import torch
 
     torch.set_num_threads(count)
-    try:
+    # torch allows this once, before its first inter-op work; the intra-op count is what matters
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(count)
-    except RuntimeError:  # torch allows it once, before its first inter-op work; the intra-op count is what matters
-        pass
     print(f"threads: {count} (from {origin})")
     return count

@@ -106,6 +106,16 @@ class _DuplicateKey(yaml.YAMLError):
     """A key given twice in one mapping of the params file (YAML keeps the last one silently)."""
 
 
+def load_stage_params(path: str | Path) -> Params:
+    """The params a stage command runs with: :func:`load_params`, then torch's threads set from
+    them (``threads`` / ``$HSC_THREADS``) before any heavy work."""
+    from hsc.threads import apply_threads
+
+    params = load_params(path)
+    apply_threads(params.threads)
+    return params
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file; any problem becomes one :class:`HscError` line."""
     path = Path(path)

@@ -13,7 +13,7 @@ import yaml
 from hsc.errors import HscError
 from hsc_app.params import load_params
 from hsc_app.tools.preset import DEFAULTS, apply, defaults_text, overlay, preset_names, preset_text
-from hsc.yaml_edit import leaves
+from hsc_app.yaml_edit import leaves
 
 REPO = Path(__file__).resolve().parents[1]
 OVERLAYS = [name for name in preset_names() if name != DEFAULTS]

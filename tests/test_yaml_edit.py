@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hsc.errors import HscError
-from hsc.yaml_edit import leaves, set_values
+from hsc_app.yaml_edit import leaves, set_values
 
 TEXT = """\
 # top comment

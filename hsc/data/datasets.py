@@ -92,10 +92,10 @@ DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in _DATASETS}
 DatasetName = Literal[tuple(DATASETS)]  # params' `dataset` key accepts exactly these names
 
 
-def dataset_for(name: str) -> Dataset:
-    """The registered dataset called ``name``; an unknown name is a user error."""
+def dataset_for(name: str, where: str = "") -> Dataset:
+    """The registered dataset called ``name``; an unknown name is a user error (``where``: its source)."""
     try:
         return DATASETS[name]
     except KeyError:
-        known = ", ".join(DATASETS)
-        raise HscError(f"dataset '{name}' is unknown; pick one of: {known}") from None
+        prefix = f"{where}: " if where else ""
+        raise HscError(f"{prefix}unknown dataset '{name}' (expected one of: {', '.join(DATASETS)})") from None

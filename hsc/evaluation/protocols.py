@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from hsc.data.datasets import DATASETS, Dataset, Protocol
+from hsc.data.datasets import Protocol, dataset_for
 from hsc.errors import HscError
 from hsc.evaluation.ranks import (RecallCurve, curve_from_ranks, five_per_image, fold_ranks, mean_curve, mean_metrics,
                                   metrics_from_ranks, query_ranks)
@@ -29,7 +29,7 @@ class ProtocolResult:
 def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
     """The split whose score matrix the dataset's protocols need (the first of its
     ``scored_splits`` that was prepared), checked to exist."""
-    spec = _dataset(dataset, f"{data_dir}: ")
+    spec = dataset_for(dataset, str(data_dir))
     prepared = [split for split in spec.scored_splits if (data_dir / f"{split}.h5").is_file()]
     if not prepared:
         missing = data_dir / f"{spec.scored_splits[-1]}.h5"
@@ -39,14 +39,8 @@ def splits_to_score(dataset: str, data_dir: Path) -> list[str]:
 
 def protocols_for(dataset: str, split_images: Mapping[str, int]) -> list[Protocol]:
     """The protocols of ``dataset`` given the scored splits and their image counts."""
-    return [rule.protocol for rule in _dataset(dataset, "").protocols
+    return [rule.protocol for rule in dataset_for(dataset).protocols
             if rule.protocol.split in split_images and rule.applies(split_images[rule.protocol.split])]
-
-
-def _dataset(name: str, where: str) -> Dataset:
-    if name not in DATASETS:
-        raise HscError(f"{where}unknown dataset '{name}' (expected one of: {', '.join(DATASETS)})")
-    return DATASETS[name]
 
 
 def run_protocols(protocols: list[Protocol], sims_by_split: Mapping[str, np.ndarray],

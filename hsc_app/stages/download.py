@@ -29,11 +29,9 @@ def download(
     from hsc import interrupt
     from hsc.data.download import acquire
     from hsc.data.datasets import dataset_for
-    from hsc.threads import apply_threads
-    from hsc_app.params import load_params
+    from hsc_app.params import load_stage_params
 
-    p = load_params(params)
-    apply_threads(p.threads)
+    p = load_stage_params(params)
     if p.dataset == "synthetic":  # sizes that depend on each other and on the generator's lexicon
         from hsc.data.synthetic import check_params
         from hsc.errors import HscError

@@ -48,12 +48,9 @@ def evaluate(
     from hsc.evaluation.rerank import evaluate_two_stage
     from hsc.evaluation.report import (print_table, save_split_scores, write_eval_json, write_headline_json,
                                       write_recall_tsvs)
-    from hsc.threads import apply_threads
-    from hsc_app.params import load_params
+    from hsc_app.params import load_stage_params
 
-    loaded = load_params(params)
-    apply_threads(loaded.threads)
-    settings = loaded.evaluate
+    settings = load_stage_params(params).evaluate
     world, device = start(settings.device, "evaluate.device")
     test = SplitReader(data / "test.h5")
     dataset = str(test.attrs["dataset"])

@@ -26,11 +26,9 @@ def prepare(
     from rich.console import Console
 
     from hsc.data.prepare import prepare_dataset
-    from hsc.threads import apply_threads
-    from hsc_app.params import load_params
+    from hsc_app.params import load_stage_params
 
-    settings = load_params(params)
-    apply_threads(settings.threads)
+    settings = load_stage_params(params)
     console = Console()
     vocab = settings.prepare.vocab
     if vocab != "build" and not Path(vocab).resolve().is_relative_to(TRACKED_VOCAB_DIR.resolve()):

@@ -30,12 +30,10 @@ def train(
 
     from hsc import interrupt
     from hsc.distributed import relaunch, stop, under_torchrun
-    from hsc.threads import apply_threads
-    from hsc_app.params import load_params
+    from hsc_app.params import load_stage_params
     from hsc_app.training.loop import Trainer
 
-    settings = load_params(params)
-    apply_threads(settings.threads)
+    settings = load_stage_params(params)
     cfg = settings.train
     if cfg.nproc_per_node * cfg.nnodes > 1 and not under_torchrun():
         args = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]  # `hsc train` or stages/train.py

@@ -20,7 +20,7 @@ import typer
 from hsc.errors import HscError
 
 if TYPE_CHECKING:
-    from hsc.yaml_edit import KeyPath, Leaf
+    from hsc_app.yaml_edit import KeyPath, Leaf
 
 DEFAULTS = "synthetic"
 
@@ -53,14 +53,14 @@ def defaults_text() -> str:
 
 def overlay(name: str) -> dict[KeyPath, Leaf]:
     """The keys and values ``name`` sets over the defaults (none for the defaults themselves)."""
-    from hsc.yaml_edit import leaves
+    from hsc_app.yaml_edit import leaves
 
     return {} if name == DEFAULTS else leaves(_shipped(name), f"preset {name}")
 
 
 def targets(name: str) -> dict[KeyPath, Leaf]:
     """Every key some preset owns, with the value ``name`` gives it (its overlay's, else the default)."""
-    from hsc.yaml_edit import leaves
+    from hsc_app.yaml_edit import leaves
 
     defaults = leaves(defaults_text(), f"preset {DEFAULTS}")
     _shipped(name)  # an unknown name fails here, before any other preset is read
@@ -85,7 +85,7 @@ def apply(text: str, name: str, source: str, committed: Optional[str] = None,
     import yaml
 
     from hsc_app.params import parse_params
-    from hsc.yaml_edit import dotted, leaves, set_values
+    from hsc_app.yaml_edit import dotted, leaves, set_values
 
     wanted = targets(name)
     current = leaves(text, source)
