@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_evaluation.py
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_hgan.py
+	$(BIN)/python benchmarks/bench_cpu_amp.py
 
 clean-venv:
 	rm -rf $(VENV)

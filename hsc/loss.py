@@ -65,15 +65,33 @@ class RankingObjective:
         return self.ranking(scores.float())  # margins in float32
 
 
+class InfoNCELoss(nn.Module):
+    """Symmetric cross-entropy over a (B, B) cosine matrix at ``temperature``, summed over queries (CLIP's InfoNCE).
+
+    Unlike the hinge, every negative keeps a gradient however far below the positive it lies, so the
+    whole ranking is trained, not only its top: what a shortlist of k candidates needs.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores / self.temperature
+        targets = torch.arange(scores.size(0), device=scores.device)
+        return (nn.functional.cross_entropy(logits, targets, reduction="sum")
+                + nn.functional.cross_entropy(logits.t(), targets, reduction="sum"))
+
+
 class ShortlistObjective:
-    """``objective`` plus ``weight`` x the hinge loss on the (B, B) cosines of the model's shortlist vectors.
+    """``objective`` plus ``weight`` x ``ranking`` (hinge or InfoNCE) on the (B, B) cosines of the model's shortlist vectors.
 
     Trains the pair-independent vectors that shortlist candidates for re-ranking
     (``train.shortlist_loss``). The batch is encoded once more for this term: the wrapped
     objective stays whatever the family defines.
     """
 
-    def __init__(self, objective: Any, ranking: ContrastiveLoss, weight: float) -> None:
+    def __init__(self, objective: Any, ranking: nn.Module, weight: float) -> None:
         self.objective = objective
         self.ranking = ranking
         self.weight = weight

@@ -47,8 +47,10 @@ class TrainParams(Section):
     nproc_per_node: int = Field(1, ge=1)  # > 1 (or nnodes > 1): `hsc train` runs itself under torchrun
     nnodes: int = Field(1, ge=1)
     rdzv_endpoint: Optional[str] = None  # host:port of the multi-node rendezvous (else $HSC_RDZV_ENDPOINT)
-    # Weight of a hinge term on the shortlist vectors' batch cosines (two-stage evaluation); 0: the published recipe.
+    # Weight of a term on the shortlist vectors' batch cosines (two-stage evaluation); 0: the published recipe.
     shortlist_loss: float = Field(0.0, ge=0)
+    shortlist_objective: Literal["hinge", "infonce"] = "hinge"  # hinge: the main loss's margin and negatives; infonce: below
+    shortlist_temperature: float = Field(0.05, gt=0)
 
 
 class EvaluateParams(Section):

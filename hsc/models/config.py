@@ -101,6 +101,9 @@ class CrossAttentionConfig(FamilyConfig):
     image: ImageConfig = ImageConfig()
     text: TextConfig = TextConfig()
     head: HeadConfig = HeadConfig()
+    # The shortlist vectors (two-stage evaluation): the head's attention-pooled global vectors, or a
+    # projection of their own (hsc/models/shortlist.py) that train.shortlist_loss trains.
+    shortlist: Literal["global", "projection"] = "global"
 
 
 class HjeConfig(FamilyConfig):

@@ -8,6 +8,7 @@ from hsc.models.base import RetrievalModel
 from hsc.models.config import ModelSpec
 from hsc.models.heads import SimilarityEncoder
 from hsc.models.image import ImageEncoder
+from hsc.models.shortlist import ShortlistProjection
 from hsc.models.text import TextEncoder
 
 # LHSC's test loader encodes captions in batches of 100, in file order, whatever batch size its
@@ -25,6 +26,8 @@ class CrossAttentionModel(RetrievalModel):
         self.img_enc = ImageEncoder(spec.data.img_dim, config.embed_size, config.image)
         self.txt_enc = TextEncoder(spec.data.vocab_size, config.embed_size, config.text)
         self.sim_enc = SimilarityEncoder(config.embed_size, spec.data.regions, config.head)
+        # Built last, so the other modules' initial weights do not depend on it.
+        self.shortlist = ShortlistProjection(config.embed_size) if config.shortlist == "projection" else None
 
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return self.img_enc(feats)
@@ -39,7 +42,10 @@ class CrossAttentionModel(RetrievalModel):
 
     def shortlist_vectors(self, img: torch.Tensor, cap: torch.Tensor,
                           lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's attention-pooled global vectors (L2-normalised): they depend on one item alone."""
+        """The head's attention-pooled global vectors, or the projection's (``model.shortlist``); L2-normalised,
+        each depends on one item alone."""
+        if self.shortlist is not None:
+            return self.shortlist(img, cap, lengths)
         return self.sim_enc.v_global_w(img), self.sim_enc.t_global_w(cap, lengths)
 
     def caption_batch(self, requested: int) -> int:
