@@ -155,6 +155,24 @@ def test_evaluate_stage_records_the_two_stage_figures(tmp_path: Path) -> None:
     assert isinstance(ensemble.exception, HscError) and "re-ranking scores one checkpoint" in str(ensemble.exception)
 
 
+def test_evaluate_stage_with_a_faiss_index_equals_the_matrix_product(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    from test_evaluate_stage import make_checkpoint, prepare_split, run_evaluate
+
+    data = tmp_path / "prepared"
+    prepare_split(data, "synthetic", "test", n_images=15)
+    checkpoint = make_checkpoint(tmp_path / "best.pt", seed=0)
+    reports = {}
+    for index in ("matmul", "faiss"):
+        params = tmp_path / f"{index}.yaml"
+        params.write_text(f"evaluate:\n  device: cpu\n  rerank_k: 10\n  shortlist_index: {index}\n")
+        result = run_evaluate(tmp_path, params, data, [checkpoint])
+        assert result.exit_code == 0, result.output
+        reports[index] = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert reports["faiss"] == reports["matmul"]
+    assert reports["faiss"]["synthetic_full"]["pairs_scored"] < 15 * 75  # a real shortlist, not every pair
+
+
 def test_rerank_sweep_writes_the_plot_tsv(tmp_path: Path, tiny_prepared: Path) -> None:
     from test_api import tiny_checkpoint
     from typer.testing import CliRunner
