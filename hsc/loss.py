@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hsc.errors import HscError
 from hsc.training.distributed import LOCAL, Gather
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class InfoNCELoss(nn.Module):
     """Symmetric cross-entropy over a (B, B) cosine matrix at ``temperature``, summed over queries (CLIP's InfoNCE).
 
     Unlike the hinge, every negative keeps a gradient however far below the positive it lies, so the
-    whole ranking is trained, not only its top: what a shortlist of k candidates needs.
+    whole ranking is trained, not only its top (``train.shortlist_objective: infonce``; on the
+    synthetic default it shortlisted worse than the hinge, README "Two-stage evaluation").
     """
 
     def __init__(self, temperature: float) -> None:
@@ -102,3 +104,17 @@ class ShortlistObjective:
         img_vec, cap_vec = model.shortlist_vectors(img, cap, batch.lengths)
         scores = gather(img_vec @ gather(cap_vec).t())  # this rank's images x every caption, rows of every rank
         return self.objective(model, batch, gather) + self.weight * self.ranking(scores.float())
+
+
+def shortlist_objective(objective: Any, model: Any, ranking: nn.Module, weight: float) -> Any:
+    """``objective`` with the shortlist term added when ``weight`` > 0 (``train.shortlist_loss``), else unchanged.
+
+    A model whose shortlist vectors have weights of their own (``model.shortlist: projection``)
+    needs the term: nothing else trains them.
+    """
+    if weight > 0:
+        return ShortlistObjective(objective, ranking, weight)
+    if model.shortlist_needs_term:
+        raise HscError("model.shortlist: projection is trained only by the shortlist term; set train.shortlist_loss "
+                       "above 0 (e.g. 1) or model.shortlist: global")
+    return objective

@@ -10,7 +10,7 @@ from hsc.errors import HscError
 from hsc.loss import ContrastiveLoss, InfoNCELoss, RankingObjective, ShortlistObjective
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
-from hsc.models.shortlist import masked_max
+from hsc.models.text import masked_max
 from hsc_app.params import Params
 from hsc_app.training.loop import Trainer
 

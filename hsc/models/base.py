@@ -10,7 +10,8 @@ A family encodes at one of two granularities (``spec.config.granularity``):
 Captions may come with their parsed phrases: ``phrases`` (C, P, L) bool, the tokens of each
 caption's entities and triples (:mod:`hsc.data.phrase_units`), present when the split was
 prepared with ``prepare.phrases``. A family whose attention reads them sets ``reads_phrases``
-(and fails without them); the others ignore them.
+(and fails without them); the others ignore them. A family whose shortlist vectors have weights
+of their own sets ``shortlist_needs_term``: training refuses ``train.shortlist_loss: 0`` for it.
 
 Training asks the model for its ``objective`` (the hinge loss on ``forward``'s batch scores, plus
 whatever terms the family adds); scoring, validation, evaluation, ensembles and checkpoints
@@ -36,6 +37,7 @@ class RetrievalModel(nn.Module, abc.ABC):
     """Base of every family: built from a :class:`ModelSpec`, which its checkpoint stores."""
 
     reads_phrases = False  # True: encode_captions needs the captions' parsed phrases
+    shortlist_needs_term = False  # True: the shortlist vectors have weights that only train.shortlist_loss trains
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

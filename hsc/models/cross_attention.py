@@ -29,6 +29,10 @@ class CrossAttentionModel(RetrievalModel):
         # Built last, so the other modules' initial weights do not depend on it.
         self.shortlist = ShortlistProjection(config.embed_size) if config.shortlist == "projection" else None
 
+    @property
+    def shortlist_needs_term(self) -> bool:
+        return self.shortlist is not None
+
     def encode_images(self, feats: torch.Tensor) -> torch.Tensor:
         return self.img_enc(feats)
 

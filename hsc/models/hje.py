@@ -23,7 +23,7 @@ from hsc.models.heads import TextGlobal, VisualGlobal
 from hsc.models.image import ImageEncoder
 from hsc.models.layers import l2norm, xavier_linear_
 from hsc.models.local_labels import LocalLabels
-from hsc.models.text import TextEncoder, word_mask
+from hsc.models.text import TextEncoder, masked_max
 from hsc.training.distributed import LOCAL, Gather
 
 
@@ -54,9 +54,8 @@ class HierarchicalJointEmbedding(PooledModel):
     def caption_spaces(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         words = self.txt_enc(tokens, lengths)
         local = None
-        if self.local:  # max over the real words only
-            mask = word_mask(lengths, words.size(1)).unsqueeze(2)
-            local = l2norm(self.txt_local(words).masked_fill(~mask, float("-inf")).amax(dim=1))
+        if self.local:
+            local = l2norm(masked_max(self.txt_local(words), lengths))
         return local, self.txt_global(words, lengths)
 
     @staticmethod

@@ -17,14 +17,7 @@ import torch
 from torch import nn
 
 from hsc.models.layers import l2norm, xavier_linear_
-
-
-def masked_max(tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, T, D) tokens, the first ``lengths[b]`` of row b real (all when None) -> (B, D) maximum over the real ones."""
-    if lengths is not None:
-        padding = torch.arange(tokens.size(1), device=tokens.device) >= lengths[:, None]
-        tokens = tokens.masked_fill(padding.unsqueeze(2), float("-inf"))
-    return tokens.amax(1)
+from hsc.models.text import masked_max
 
 
 class TokenMaxPool(nn.Module):

@@ -20,6 +20,13 @@ def word_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device) < lengths.unsqueeze(1)
 
 
+def masked_max(tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, D) tokens, the first ``lengths[b]`` of row b real (all when None) -> (B, D) maximum over the real ones."""
+    if lengths is not None:
+        tokens = tokens.masked_fill(~word_mask(lengths, tokens.size(1)).unsqueeze(2), float("-inf"))
+    return tokens.amax(1)
+
+
 class TextSelfAttention(nn.Module):
     """``y = (l . k^T / n) . v + x`` (no softmax), LHSC's ``W_attN``.
 

@@ -24,7 +24,7 @@ from hsc.distributed import start
 from hsc.errors import HscError
 from hsc.evaluation.scoring import ScoresCollapsed, validate
 from hsc.hashing import sha256_file
-from hsc.loss import ContrastiveLoss, InfoNCELoss, ShortlistObjective, hardest_negatives
+from hsc.loss import ContrastiveLoss, InfoNCELoss, hardest_negatives, shortlist_objective
 from hsc.models.base import RetrievalModel
 from hsc.models.config import DataShape, ModelSpec
 from hsc.models.registry import build_model
@@ -105,13 +105,9 @@ class Trainer:
         self.ranking = ContrastiveLoss(margin=self.cfg.margin, max_violation=self.cfg.max_violation)
         self.objective = phrase_objective(self.model.objective(self.ranking, self.train_reader, data_dir / "vocab.json"),
                                           self.train_reader, self.cfg.phrase_loss, self.cfg.margin)
-        if getattr(self.model.spec.config, "shortlist", "global") == "projection" and not self.cfg.shortlist_loss:
-            raise HscError("model.shortlist: projection is trained only by the shortlist term; set train.shortlist_loss "
-                           "above 0 (e.g. 1) or model.shortlist: global")
-        if self.cfg.shortlist_loss:
-            shortlist_ranking = (InfoNCELoss(self.cfg.shortlist_temperature) if self.cfg.shortlist_objective == "infonce"
-                                 else self.ranking)
-            self.objective = ShortlistObjective(self.objective, shortlist_ranking, self.cfg.shortlist_loss)
+        shortlist_ranking = (InfoNCELoss(self.cfg.shortlist_temperature) if self.cfg.shortlist_objective == "infonce"
+                             else self.ranking)
+        self.objective = shortlist_objective(self.objective, self.model, shortlist_ranking, self.cfg.shortlist_loss)
         size = self.cfg.batch_size
         self.memory_advice = (f"at train.batch_size={size} try a smaller batch, "
                               f"e.g. dvc exp run -S train.batch_size={max(2, size // 2)}")
